@@ -1,0 +1,95 @@
+//! GEMM through the `gemm` crate (runtime SIMD dispatch: AVX2/AVX-512 where present).
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// One f32 GEMM `C = alpha·op(A)·op(B) + beta·C` with explicit strides (in elements):
+/// element `(i, p)` of `op(A)` is `a[i*a_rs + p*a_cs]`, `(p, j)` of `op(B)` is
+/// `b[p*b_rs + j*b_cs]`, C is row-major `m×n` with leading dimension `n`.
+/// `beta == 0` ignores C's previous contents (NaN-safe).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_strided(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    (a_rs, a_cs): (usize, usize),
+    b: &[f32],
+    (b_rs, b_cs): (usize, usize),
+    c: &mut [f32],
+    alpha: f32,
+    beta: f32,
+    threads: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for v in c[..m * n].iter_mut() {
+            *v = if beta == 0.0 { 0.0 } else { beta * *v };
+        }
+        return;
+    }
+    let par = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
+    // SAFETY: the caller's slices cover every index the strides reach (checked by
+    // `ops::gemm`: a.len() >= (m-1)*a_rs + (k-1)*a_cs + 1, likewise b, and c.len() >= m*n);
+    // `c` is exclusively borrowed, so the destination does not alias the sources.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            beta != 0.0,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// Batched form: `batch` independent GEMMs whose A, B, C start `stride_*` elements apart.
+/// Batches run in parallel (each single-threaded) when there are several.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_batched(
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    a_strides: (usize, usize),
+    stride_a: usize,
+    b: &[f32],
+    b_strides: (usize, usize),
+    stride_b: usize,
+    c: &mut [f32],
+    stride_c: usize,
+    alpha: f32,
+    beta: f32,
+) {
+    if batch == 1 {
+        let threads = if m * n * k >= 1 << 18 { rayon::current_num_threads() } else { 1 };
+        gemm_strided(m, n, k, a, a_strides, b, b_strides, c, alpha, beta, threads);
+        return;
+    }
+    if batch == 0 || m * n == 0 {
+        return;
+    }
+    // stride_c >= m*n is validated, so the chunks are disjoint.
+    c.par_chunks_mut(stride_c).take(batch).enumerate().for_each(|(i, cb)| {
+        let ab = &a[(i * stride_a).min(a.len())..];
+        let bb = &b[(i * stride_b).min(b.len())..];
+        gemm_strided(m, n, k, ab, a_strides, bb, b_strides, cb, alpha, beta, 1);
+    });
+}

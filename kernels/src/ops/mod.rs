@@ -1,0 +1,10 @@
+//! The public ops: each validates its arguments once, then dispatches to the device's backend.
+//! One file per kernel stem; the CPU twin of each lives in [`crate::cpu`] under the same name.
+
+mod gemm;
+mod residual_add;
+mod rmsnorm;
+
+pub use gemm::{GemmSpec, Transpose, gemm};
+pub use residual_add::residual_add;
+pub use rmsnorm::rmsnorm;

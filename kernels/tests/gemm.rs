@@ -1,0 +1,112 @@
+//! Conformance of `ops::gemm` against an f64 triple loop, on every backend.
+
+use treepo_kernels::ops::{GemmSpec, Transpose, gemm};
+use treepo_kernels::testing::{Rng, Tol, assert_close, poisoned};
+use treepo_kernels::{Device, per_backend};
+
+/// f64 reference of `alpha·op(A)·op(B) + beta·C` over a batch.
+fn reference(s: &GemmSpec, a: &[f32], b: &[f32], c0: &[f32]) -> Vec<f64> {
+    let (ars, acs) = s.a_strides();
+    let (brs, bcs) = s.b_strides();
+    let mut out = vec![0f64; s.batch * s.stride_c];
+    for bi in 0..s.batch {
+        for i in 0..s.m {
+            for j in 0..s.n {
+                let mut acc = 0f64;
+                for p in 0..s.k {
+                    acc += a[bi * s.stride_a + i * ars + p * acs] as f64
+                        * b[bi * s.stride_b + p * brs + j * bcs] as f64;
+                }
+                let ci = bi * s.stride_c + i * s.n + j;
+                let prev = if s.beta == 0.0 { 0.0 } else { s.beta as f64 * c0[ci] as f64 };
+                out[ci] = s.alpha as f64 * acc + prev;
+            }
+        }
+    }
+    out
+}
+
+fn check(dev: &Device, s: GemmSpec, rng: &mut Rng) {
+    let a = rng.normals((s.batch - 1) * s.stride_a + s.m * s.k, 1.0);
+    let b = rng.normals((s.batch - 1) * s.stride_b + s.k * s.n, 1.0);
+    let c_len = (s.batch - 1) * s.stride_c + s.m * s.n;
+    let (da, db) = (dev.upload(&a).unwrap(), dev.upload(&b).unwrap());
+    // beta == 0 must ignore C entirely, so C starts poisoned (NaN); otherwise random.
+    let (mut dc, c0) = if s.beta == 0.0 {
+        (poisoned::<f32>(dev, c_len).unwrap(), vec![f32::NAN; c_len])
+    } else {
+        let c0 = rng.normals(c_len, 1.0);
+        (dev.upload(&c0).unwrap(), c0)
+    };
+    gemm(dev, &da, &db, &mut dc, &s).unwrap();
+    let got = dev.download(&dc).unwrap();
+    let want = reference(&s, &a, &b, &c0);
+    let tol = Tol { atol: 2e-5 * (s.k as f64).sqrt() * 4.0, rtol: 1e-4 };
+    let err = assert_close(&format!("{s:?} on {}", dev.kind()), &got, &want, tol);
+    eprintln!(
+        "gemm m={} n={} k={} batch={} {:?}{:?}: max err {err:e}",
+        s.m, s.n, s.k, s.batch, s.trans_a, s.trans_b
+    );
+}
+
+fn shapes(dev: &Device) {
+    let mut rng = Rng::fresh("gemm shapes");
+    // Sizes not a multiple of any tile, a single row, a very wide row, a long inner dimension.
+    for (m, n, k) in [(1, 1, 1), (17, 33, 65), (1, 4099, 7), (64, 48, 300), (5, 3, 1031)] {
+        for (ta, tb) in [
+            (Transpose::N, Transpose::T),
+            (Transpose::N, Transpose::N),
+            (Transpose::T, Transpose::N),
+            (Transpose::T, Transpose::T),
+        ] {
+            check(dev, GemmSpec::new(m, n, k, ta, tb), &mut rng);
+        }
+    }
+}
+
+fn batched_and_scaled(dev: &Device) {
+    let mut rng = Rng::fresh("gemm batched");
+    check(dev, GemmSpec::linear(9, 13, 21).batched(3), &mut rng);
+    check(
+        dev,
+        GemmSpec::new(7, 5, 16, Transpose::T, Transpose::N).batched(4).scaled(0.5, 1.0),
+        &mut rng,
+    );
+    check(dev, GemmSpec::linear(33, 17, 40).scaled(-2.0, 0.25), &mut rng);
+}
+
+fn views_with_offsets(dev: &Device) {
+    // One parameter buffer with named views (llm.c layout): A and B live inside one buffer.
+    let mut rng = Rng::fresh("gemm views");
+    let (m, n, k) = (6, 10, 12);
+    let params = rng.normals(3 + m * k + 5 + n * k, 1.0);
+    let buf = dev.upload(&params).unwrap();
+    let a = buf.slice(3..3 + m * k).unwrap();
+    let b = buf.slice(3 + m * k + 5..params.len()).unwrap();
+    let mut out = poisoned::<f32>(dev, 2 + m * n).unwrap();
+    let s = GemmSpec::linear(m, n, k);
+    gemm(dev, a, b, out.slice_mut(2..2 + m * n).unwrap(), &s).unwrap();
+    let got = dev.download(out.slice(2..2 + m * n).unwrap()).unwrap();
+    let want = reference(&s, &params[3..3 + m * k], &params[3 + m * k + 5..], &[]);
+    assert_close("gemm through views", &got, &want, Tol { atol: 1e-4, rtol: 1e-4 });
+}
+
+fn rejects_bad_shapes(dev: &Device) {
+    let a = dev.zeros::<f32>(6).unwrap();
+    let b = dev.zeros::<f32>(6).unwrap();
+    let mut c = dev.zeros::<f32>(4).unwrap();
+    let mut short = dev.zeros::<f32>(3).unwrap();
+    let err = gemm(dev, &a, &b, &mut short, &GemmSpec::linear(2, 2, 3)).unwrap_err();
+    assert!(err.to_string().contains("`c` holds 3 elements but the shape needs 4"), "{err}");
+    let err = gemm(dev, &a, &b, &mut c, &GemmSpec::linear(2, 3, 3)).unwrap_err();
+    assert!(err.to_string().contains("`b` holds 6 elements but the shape needs 9"), "{err}");
+    let err =
+        gemm(dev, &a, &b, &mut c, &GemmSpec::linear(2, 2, 3).scaled(f32::NAN, 0.0)).unwrap_err();
+    assert!(err.to_string().contains("alpha"), "{err}");
+    let mut s = GemmSpec::linear(1, 2, 3).batched(2);
+    s.stride_c = 1;
+    let err = gemm(dev, &a, &b, &mut c, &s).unwrap_err();
+    assert!(err.to_string().contains("would overlap"), "{err}");
+}
+
+per_backend!(shapes, batched_and_scaled, views_with_offsets, rejects_bad_shapes);
