@@ -2,12 +2,12 @@
 
 #![cfg(feature = "wgpu")]
 
-use treepo_kernels::webgpu::sources::{SHADERS, SHADERS_F16};
+use treepo_kernels::webgpu::sources::{SHADERS, f16_variant};
 
 #[test]
 fn every_shader_validates() {
     let mut failures = Vec::new();
-    for s in SHADERS.iter().chain(SHADERS_F16.iter()) {
+    for s in SHADERS.iter().copied().chain(SHADERS.iter().filter_map(|s| f16_variant(s))) {
         let module = match naga::front::wgsl::parse_str(s.code) {
             Ok(m) => m,
             Err(e) => {

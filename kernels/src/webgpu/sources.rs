@@ -1,15 +1,27 @@
 //! The embedded `.wgsl` sources: one entry per file stem in `kernels/wgsl/`.
+//!
+//! **16-bit variants.** WGSL has no templates. A shader that supports f16 storage declares its
+//! storage element type on one line, exactly `alias elem_t = f32;`, and converts with
+//! `f32(...)`/`elem_t(...)`; [`f16_variant`] derives the f16 module by prepending
+//! `enable f16;` and rewriting that line. The pipeline cache keys the variant by its own stem
+//! (`<stem>_f16`).
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
 /// One WGSL module.
 #[derive(Debug)]
 pub struct ShaderSource {
-    /// File stem (`rmsnorm` for `wgsl/rmsnorm.wgsl`).
+    /// File stem (`rmsnorm` for `wgsl/rmsnorm.wgsl`); `<stem>_f16` for a derived variant.
     pub stem: &'static str,
-    /// The file's text.
+    /// The module's text.
     pub code: &'static str,
     /// Whether the module uses `enable f16;` (needs the adapter's `SHADER_F16`).
     pub needs_f16: bool,
 }
+
+/// The marker line of a shader with an f16 variant.
+pub const ELEM_F32: &str = "alias elem_t = f32;";
 
 macro_rules! shaders {
     ($($name:ident = $stem:literal),* $(,)?) => {
@@ -21,12 +33,29 @@ macro_rules! shaders {
                 needs_f16: false,
             };
         )*
-        /// Every f32 `.wgsl` file of the crate (f16 variants are listed in [`SHADERS_F16`]).
+        /// Every `.wgsl` file of the crate.
         pub static SHADERS: &[&ShaderSource] = &[$(&$name),*];
     };
 }
 
-shaders![GEMM = "gemm", RESIDUAL_ADD = "residual_add", RMSNORM = "rmsnorm"];
+shaders![GEMM = "gemm", RESIDUAL_ADD = "residual_add", RMSNORM = "rmsnorm",];
 
-/// The modules that need `SHADER_F16`.
-pub static SHADERS_F16: &[&ShaderSource] = &[];
+/// The f16-storage variant of `shader`, or `None` if it has no `alias elem_t = f32;` line.
+pub fn f16_variant(shader: &'static ShaderSource) -> Option<&'static ShaderSource> {
+    if !shader.code.contains(ELEM_F32) {
+        return None;
+    }
+    static CACHE: OnceLock<Mutex<HashMap<&'static str, &'static ShaderSource>>> = OnceLock::new();
+    let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    let v = cache.entry(shader.stem).or_insert_with(|| {
+        let code =
+            format!("enable f16;\n{}", shader.code.replacen(ELEM_F32, "alias elem_t = f16;", 1));
+        // Leaked once per shader for the life of the process, like the static sources.
+        Box::leak(Box::new(ShaderSource {
+            stem: Box::leak(format!("{}_f16", shader.stem).into_boxed_str()),
+            code: Box::leak(code.into_boxed_str()),
+            needs_f16: true,
+        }))
+    });
+    Some(*v)
+}
