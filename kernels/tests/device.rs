@@ -73,3 +73,24 @@ fn round_trips(dev: &Device) {
 }
 
 per_backend!(round_trips);
+
+fn indices_are_checked_on_upload(dev: &Device) {
+    use treepo_kernels::Indices;
+    let mut ix = Indices::upload(dev, &[0, 3, 7], 8).unwrap();
+    assert_eq!(ix.bound(), 8);
+    assert_eq!(dev.download(ix.view()).unwrap(), vec![0, 3, 7]);
+    let err = Indices::upload(dev, &[0, 8], 8).unwrap_err();
+    assert!(err.to_string().contains("value 8 at position 1 is outside [0, 8)"), "{err}");
+    let err = ix.update(dev, &[-1, 0, 0], 8).unwrap_err();
+    assert!(err.to_string().contains("value -1 at position 0"), "{err}");
+    ix.update(dev, &[1, 2], 3).unwrap();
+    assert_eq!(dev.download(ix.view()).unwrap(), vec![1, 2]);
+    assert!(
+        ix.check_bound("op", "ids", 2)
+            .unwrap_err()
+            .to_string()
+            .contains("may reach 2 but only 2 exist")
+    );
+}
+
+per_backend!(indices_are_checked_on_upload);
