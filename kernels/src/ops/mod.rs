@@ -2,9 +2,11 @@
 //! One file per kernel stem; the CPU twin of each lives in [`crate::cpu`] under the same name.
 
 mod gemm;
+mod paged_kv_layout;
 mod residual_add;
 mod rmsnorm;
 
 pub use gemm::{GemmSpec, Transpose, gemm};
+pub use paged_kv_layout::PagedKvLayout;
 pub use residual_add::residual_add;
 pub use rmsnorm::rmsnorm;
