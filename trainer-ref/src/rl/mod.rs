@@ -8,10 +8,12 @@
 //! - [`aggregation`]: token-mean / seq-mean-token-mean / seq-mean-token-sum-norm as weights.
 //! - [`per_leaf`]: the loss of whole sequences (the plain path and the reference).
 //! - [`packed`]: the same loss over tree-packed tokens via weighted advantage sums.
+//! - [`filters`]: dynamic sampling and the overlong penalty.
 
 pub mod advantage;
 pub mod aggregation;
 mod error;
+pub mod filters;
 pub mod loss;
 pub mod packed;
 pub mod per_leaf;
@@ -23,6 +25,7 @@ pub use advantage::{
 };
 pub use aggregation::LossAggregation;
 pub use error::RlError;
+pub use filters::{DynamicSampler, OverlongPenalty, RoundOutcome, SamplingStats, keep_query};
 pub use loss::{ClipConfig, ClipRegion, KlPenalty, TokenLoss, clipped_token_loss};
 pub use packed::{
     PackedAdvantage, PackedLeaf, PackedLoss, PackedTokens, pack_advantages, packed_loss,
