@@ -182,3 +182,16 @@ fn dispatch_from_topology_matches_leaf_records() {
     // Leaf order by node id: a, b, c11, c12, c21, c22, c23, c3 — the worked example's order.
     assert_4dp(&values, &[-0.8060, 1.3091, -0.5122, -0.5122, 1.1328, 1.1328, -0.9823, -0.7619]);
 }
+
+#[test]
+fn leaf_on_an_inner_node_joins_the_subgroup_below_it() {
+    // Leaf A ends at node 3, leaf B continues below it (3/4), leaf C is elsewhere. A's depth-1
+    // subgroup (leaves under node 3) is {A, B}, as the reference code's prefix keys give.
+    let leaves = vec![leaf(0, &[3], 1.0, 1), leaf(0, &[3, 4], -1.0, 1), leaf(0, &[5], -1.0, 1)];
+    let terms = treepo_subgroup_terms(&leaves, &TreepoOptions::default()).unwrap();
+    let shape = |i: usize| terms[i].iter().map(|t| (t.depth, t.size)).collect::<Vec<_>>();
+    assert_eq!(shape(0), vec![(0, 3), (1, 2)]);
+    assert_eq!(shape(1), vec![(0, 3), (1, 2)]);
+    assert_eq!(shape(2), vec![(0, 3)]);
+    assert_eq!(terms[0][1].value, 1.0);
+}

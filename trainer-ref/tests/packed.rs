@@ -290,4 +290,13 @@ fn pack_advantages_rejects_bad_input() {
     assert!(pack_advantages(6, &[leaf], &[f64::INFINITY]).is_err());
     let short = PackedLeaf { tokens: &tokens, advantages: &advantages[..1] };
     assert!(pack_advantages(6, &[short], &[1.0]).is_err());
+    let nan = [PackedAdvantage { s_pos: f64::NAN, ..PackedAdvantage::default() }];
+    let tokens = PackedTokens {
+        logp: &[-1.0],
+        logp_old: &[-1.0],
+        advantages: &nan,
+        logp_ref: None,
+        entropy: None,
+    };
+    assert!(packed_loss(&tokens, &PolicyLossConfig::default()).is_err());
 }

@@ -169,9 +169,11 @@ pub fn packed_loss(
     check_len("packed advantages", n, tokens.advantages.len())?;
     check_finite("packed logp", tokens.logp)?;
     check_finite("packed logp_old", tokens.logp_old)?;
-    let sums: Vec<f64> =
-        tokens.advantages.iter().flat_map(|a| [a.s_pos, a.s_neg, a.weight_sum]).collect();
-    check_finite("packed advantage sums", &sums)?;
+    for (index, a) in tokens.advantages.iter().enumerate() {
+        if let Some(value) = [a.s_pos, a.s_neg, a.weight_sum].into_iter().find(|v| !v.is_finite()) {
+            return Err(RlError::NonFinite { what: "packed advantage sums", index, value });
+        }
+    }
     let logp_ref = optional_input("packed logp_ref", tokens.logp_ref, config.kl.is_some(), n)?;
     let entropy = optional_input("packed entropy", tokens.entropy, config.entropy_coef != 0.0, n)?;
 
