@@ -188,10 +188,9 @@ impl Arena {
         Ok(())
     }
 
-    /// Whether appending one token to `node` needs a page that is not available.
-    pub(crate) fn append_blocked(&self, node: EngineNode) -> Result<bool, EngineError> {
-        let needs = self.get(node)?.len % self.kv.page_size.max(1) == 0;
-        Ok(needs && self.free_pages() == 0)
+    /// Whether appending one token to `node` takes a new page.
+    pub(crate) fn needs_page(&self, node: EngineNode) -> Result<bool, EngineError> {
+        Ok(self.get(node)?.len % self.kv.page_size.max(1) == 0)
     }
 
     /// Appends one token (taking a page at a page boundary).

@@ -194,12 +194,18 @@ impl<M: ToyModel> Engine for ToyEngine<M> {
         }
         loop {
             open.retain(|&i| outs[i].tokens.len() < reqs[i].max_tokens);
-            // Rows that need a page the pool does not have end here.
+            // Rows that need a page the pool does not have end here; earlier requests in the
+            // batch get pages first.
+            let mut budget = self.arena.free_pages();
             let mut blocked = Vec::new();
             for &i in &open {
-                if self.arena.append_blocked(reqs[i].node)? {
-                    outs[i].end = SegmentEnd::KvExhausted;
-                    blocked.push(i);
+                if self.arena.needs_page(reqs[i].node)? {
+                    if budget == 0 {
+                        outs[i].end = SegmentEnd::KvExhausted;
+                        blocked.push(i);
+                    } else {
+                        budget -= 1;
+                    }
                 }
             }
             open.retain(|i| !blocked.contains(i));
