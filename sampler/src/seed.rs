@@ -23,13 +23,19 @@ const DOMAIN_ROOT: u64 = 0x524F_4F54;
 /// SplitMix64's increment (the golden ratio in 64-bit fixed point).
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
-/// SplitMix64's output function: a stable bijective mix of one `u64`.
+/// SplitMix64's finaliser (the mixing of one output, without the state increment).
 #[must_use]
-pub const fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(GOLDEN);
+pub const fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+/// SplitMix64 as a hash: the first output of a SplitMix64 generator whose state is `x`
+/// (`mix64(x + golden)`); a stable bijection on `u64` with full avalanche.
+#[must_use]
+pub const fn splitmix64(x: u64) -> u64 {
+    mix64(x.wrapping_add(GOLDEN))
 }
 
 /// Folds `x` into the running hash `h`. Order matters: `combine(combine(h, a), b)` differs from
@@ -123,7 +129,7 @@ impl SchedRng {
     /// Next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(GOLDEN);
-        splitmix64(self.state)
+        mix64(self.state)
     }
 
     /// Uniform integer in `[lo, hi]` (inclusive). Returns `lo` when `hi <= lo` without drawing.

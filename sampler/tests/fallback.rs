@@ -49,8 +49,8 @@ fn fallback_cut_points_for_a_fixed_seed() {
     assert_eq!(
         q.fallbacks(),
         &[
-            FallbackEvent { step: 2, leaf: Some(3), cut: 0, node: NodeId::ROOT, k: 2 },
-            FallbackEvent { step: 2, leaf: Some(0), cut: 4, node: NodeId(1), k: 2 },
+            FallbackEvent { step: 2, leaf: Some(1), cut: 4, node: NodeId(1), k: 2 },
+            FallbackEvent { step: 2, leaf: Some(0), cut: 0, node: NodeId::ROOT, k: 2 },
         ]
     );
     for f in q.fallbacks() {
@@ -63,9 +63,9 @@ fn fallback_cut_points_for_a_fixed_seed() {
             assert_eq!(q.nodes()[kid.index()].span().start, f.cut);
         }
     }
-    // Leaf 3 = [1,1] restarts from the query: the root's new children [2], [3] (depth 1, filler,
-    // one more step). Leaf 0 = [0,0] is cut after its first segment: node 1 = [0] already had
-    // children [0,0], [0,1]; the re-opened ones are [0,2], [0,3] and stop at once.
+    // Leaf 1 = [0,1] is cut after its first segment: node 1 = [0] already had children [0,0],
+    // [0,1]; the re-opened ones are [0,2], [0,3] and stop at once. Leaf 0 = [0,0] restarts from
+    // the query: the root's new children [2], [3] (depth 1, filler, one more step).
     let new_paths: Vec<Vec<u32>> = q.leaves()[4..].iter().map(|l| ordinals(q, l.node())).collect();
     assert_eq!(new_paths, vec![vec![0, 2], vec![0, 3], vec![2, 0], vec![3, 0]]);
     // The re-opened context is query ⊕ truncated response: leaf [0,2] = [0]'s segment + its own.
