@@ -91,3 +91,5 @@ pub fn check_tree(tree: &RolloutTree, c: &TreeConfig) {
         }
     }
 }
+
+pub mod replay;
