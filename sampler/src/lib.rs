@@ -39,7 +39,6 @@
 //! assert_eq!(engine.kv_pages_in_use(), 0); // everything released
 //! let sequential = sampler.sample_sequential(&mut engine, &Query::batch(&prompts))?;
 //! println!("tokens: tree {} vs sequential {}", tree.cost().tokens_decoded, sequential.cost().tokens_decoded);
-//! # use treepo_sampler::Engine;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

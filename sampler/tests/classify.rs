@@ -36,14 +36,16 @@ fn fin(reason: FinishReason) -> Verdict {
     Verdict::Finish { reason, truncate_to: None }
 }
 
+/// (segment, response_len, depth, repetition policy, boxed policy, expected)
+type Row<'a> = (&'a [u32], usize, usize, RepetitionPolicy, BoxedEosPolicy, Verdict);
+
 #[test]
 fn classification_order_table() {
     use BoxedEosPolicy::{BoxedAndEosFirst as AndEos, BoxedAsEos as AsEos};
     use FinishReason::*;
     use RepetitionPolicy::{LeastPrioritized as Least, MostPrioritized as Most};
     let stop: BTreeSet<u32> = [EOS, EOT].into();
-    // (segment, response_len, depth, repetition policy, boxed policy, expected)
-    let table: Vec<(&[u32], usize, usize, RepetitionPolicy, BoxedEosPolicy, Verdict)> = vec![
+    let table: Vec<Row<'_>> = vec![
         // 7. nothing applies.
         (&[X, X], 5, 1, Least, AndEos, Verdict::Active),
         // 3. stop token at the first position, the middle, the end; either stop id.

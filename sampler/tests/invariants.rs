@@ -14,7 +14,7 @@ use treepo_sampler::toy::{
     ToyEngine,
 };
 use treepo_sampler::{
-    BoxedEosPolicy, DivPolicy, Engine, FallbackPolicy, FallbackTrajPolicy, FinishReason, Query,
+    BoxedEosPolicy, DivPolicy, FallbackPolicy, FallbackTrajPolicy, FinishReason, Query,
     QueryStatus, RepetitionPolicy, TotalBudgetPolicy, TreeConfig, TreeSampler,
 };
 

@@ -6,7 +6,7 @@ mod common;
 use common::replay::replay_leaf;
 use common::{FILL, cfg, check_tree, ordinals, scripted_pool};
 use treepo_sampler::toy::{EOS, EOT, KvConfig, MarkovConfig, ScriptSegment, ToyEngine};
-use treepo_sampler::{Engine, FinishReason, NoHooks, Query, QueryStatus, TreeSampler};
+use treepo_sampler::{FinishReason, NoHooks, Query, QueryStatus, TreeSampler};
 
 const PROMPT4: &[u32] = &[12, 9, 13, 10];
 

@@ -119,6 +119,12 @@ impl<M: ToyModel> ToyEngine<M> {
         self.arena.live_nodes()
     }
 
+    /// Pages in use (the same as [`Engine::kv_pages_in_use`], without importing the trait).
+    #[must_use]
+    pub fn kv_pages_in_use(&self) -> usize {
+        self.arena.pages_in_use()
+    }
+
     /// Free pages in the pool.
     #[must_use]
     pub fn free_pages(&self) -> usize {
