@@ -212,3 +212,37 @@ fn random_init_draws_per_query() {
         .unwrap();
     assert!(tree.queries().iter().all(|q| (2..=16).contains(&q.initial_fanout())));
 }
+
+/// Token-budget mode (TreePO reference §2.10) with budget 24, l = 4, min_width 2:
+/// the bound is `w` if the estimate `(budget − used) / (mean active len + l) + F` reaches w,
+/// `min_width` below it, else the estimate.
+#[test]
+fn token_budget_mode_by_hand() {
+    let mut c = cfg(4, 4, 2, 8);
+    c.tree_total_budget_policy = treepo_sampler::TotalBudgetPolicy::ByResponseToken;
+    c.tree_max_response_token = Some(24);
+    c.tree_min_width = Some(2);
+    let sampler = TreeSampler::new(c.clone(), NoHooks).unwrap();
+    let tree = sampler
+        .sample(&mut scripted(|_, _| ScriptSegment::repeat(FILL, 4)), &[Query::new(0, PROMPT)])
+        .unwrap();
+    check_tree(&tree, &c);
+    let q = &tree.queries()[0];
+    // Initial bound clamp(24 / 4, 1, 8) = 6 ≥ b: fixed init 2.
+    assert_eq!(q.initial_fanout(), 2);
+    assert_eq!(
+        q.steps(),
+        &[
+            // est = 24 / (4 + 4) = 3 → bound 3 → total max(2, min(3, 4)) = 3.
+            trace(1, 2, 0, 0, 2, 3, &[1, 2]),
+            // est = 24 / (8 + 4) = 2 → bound 2 → total = |A| = 3.
+            trace(2, 3, 0, 0, 3, 3, &[1, 1, 1]),
+            // est = 24 / 16 = 1 < min_width → bound 2 → total 3.
+            trace(3, 3, 0, 0, 3, 3, &[1, 1, 1]),
+            // All reach d·l = 16: used 48 > budget → fallback bound = max(min_width, 0 + 3) = 3.
+            trace(4, 3, 3, 3, 0, 0, &[]),
+        ]
+    );
+    assert_eq!(q.leaves().len(), 3);
+    assert!(q.fallbacks().is_empty());
+}
