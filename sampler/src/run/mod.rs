@@ -1,28 +1,7 @@
 //! The samplers: [`TreeSampler::sample`] (TreePO, TREEPO.md §1.1) and
 //! [`TreeSampler::sample_sequential`] (the baseline, §1.7), both driving an [`Engine`].
 //!
-//! Release policy: every engine node of a query is released (children before parents) as soon
-//! as the query is complete — not earlier, because fallback may re-open any finished path until
-//! then. On a fatal error every node still held is released (best effort) before the error is
-//! returned, so the engine's pool returns to empty either way.
-//!
-//! KV exhaustion policy (the engine returns [`EngineError::KvExhausted`] or ends a request with
-//! [`crate::SegmentEnd::KvExhausted`]); nothing panics and no leaf is ever dropped:
-//! 1. *Pressure*: from an exhaustion until the next step in which some query completes and
-//!    releases its nodes, no query branches: every active path continues with one child
-//!    (`total = |A|`); its unused budget comes back through later branching or fallback.
-//! 2. *Degraded forks*: a fork of `n > 1` that fails is retried with `n = 1`; if that fails the
-//!    path waits (it stays active) and the fork is retried next step.
-//! 3. *Stalled segments*: a request that ran out mid-segment keeps its tokens and is resumed
-//!    next step (same node, same randomness) until the segment is complete.
-//! 4. *Deadlock*: a step that decodes no token, forks nothing and releases nothing while some
-//!    query is unfinished picks one victim — the unfinished query with the most response tokens
-//!    (ties: lowest index) — finishes its open paths with [`crate::FinishReason::KvExhausted`]
-//!    (a path that owns no segment of its own is dropped), marks it
-//!    [`crate::QueryStatus::KvLimited`] (no more fallback; possibly fewer than `w` leaves) and
-//!    releases it. Every step therefore progresses or completes a query, so sampling terminates.
-//!
-//! Prefill failing with `KvExhausted` is returned as an error: sample fewer queries at once.
+//! The release and KV-exhaustion policies are documented on [`TreeSampler`].
 
 mod io;
 mod sequential;
@@ -114,6 +93,29 @@ pub enum SampleError {
 }
 
 /// The TreePO sampler (and the sequential baseline) over a validated config and task hooks.
+///
+/// **Release policy.** Every engine node of a query is released (children before parents) as
+/// soon as the query is complete — not earlier, because fallback may re-open any finished path
+/// until then. On a fatal error every node still held is released (best effort) before the error
+/// is returned, so the engine's pool returns to empty either way.
+///
+/// **KV exhaustion** (the engine returns [`EngineError::KvExhausted`] or ends a request with
+/// [`crate::SegmentEnd::KvExhausted`]): nothing panics and no leaf is ever dropped.
+/// 1. *Pressure*: from an exhaustion until the next step in which some query completes and
+///    releases its nodes, no query branches: every active path continues with one child
+///    (`total = |A|`); the unused budget comes back through later branching or fallback.
+/// 2. *Degraded forks*: a fork of `n > 1` that fails is retried with `n = 1`; if that fails the
+///    path waits (it stays active) and the fork is retried next step.
+/// 3. *Stalled segments*: a request that ran out mid-segment keeps its tokens and is resumed next
+///    step (same node, same randomness, so the tokens are those an unconstrained run would draw).
+/// 4. *Deadlock*: a step that decodes no token, forks nothing and releases nothing while some
+///    query is unfinished picks one victim — the unfinished query with the most response tokens
+///    (ties: lowest index) — finishes its open paths with [`crate::FinishReason::KvExhausted`] (a
+///    path that owns no segment yet is dropped; a `KvExhausted` leaf's last segment may be empty),
+///    marks it [`crate::QueryStatus::KvLimited`] (no more fallback; possibly fewer than `w` leaves)
+///    and releases it. Every step therefore progresses or completes a query: sampling terminates.
+///
+/// A prefill failing with `KvExhausted` is returned as an error: sample fewer queries at once.
 pub struct TreeSampler<H> {
     config: TreeConfig,
     hooks: H,

@@ -10,7 +10,7 @@ use super::state::{
 };
 use super::{Query, SampleError};
 use crate::classify::TaskHooks;
-use crate::config::{TotalBudgetPolicy, TreeConfig};
+use crate::config::{DivPolicy, TotalBudgetPolicy, TreeConfig};
 use crate::config_check::ConfigWarning;
 use crate::engine::Engine;
 use crate::schedule::{
@@ -151,7 +151,12 @@ fn branch<E: Engine + ?Sized>(
             q.paths.iter().map(|p| q.tree.nodes[p.node.index()].span().end).sum::<usize>() / active;
         let bound = upper(config, q, Some(mean_active + config.segment_len()));
         let total = branch_total(bound, leaves, q.finished_step, active, config.branch());
-        let stats: Vec<PathStats> = q.paths.iter().map(|p| path_stats(q, p.node)).collect();
+        // Only the log-prob policies look at the scores (walking a path is O(depth · l)).
+        let stats: Vec<PathStats> = if config.tree_div_policy == DivPolicy::FixedAvg {
+            vec![PathStats::default(); active]
+        } else {
+            q.paths.iter().map(|p| path_stats(q, p.node)).collect()
+        };
         (
             total,
             split_budget(
