@@ -53,8 +53,8 @@
 //! 1.13× (4389 vs 3891), 1.55× per response token (tree responses are longer: 47.1 vs 34.3 mean
 //! tokens, because budget transfer favours the paths that keep going); peak KV pages 531 vs 552;
 //! scheduler time excluding the engine 25 µs per step for the tree (median of 15 runs, about 42
-//! segments per step; criterion's mean was 64 µs at load average 12)
-//! on a loaded 2-core machine. `cargo run -p treepo-sampler --example render_tree -- /tmp/tree`
+//! segments per step; criterion's mean was 64 µs on a 2-core machine at load average 12).
+//! `cargo run -p treepo-sampler --example render_tree -- /tmp/tree`
 //! writes a tree as DOT and SVG.
 
 #![deny(missing_docs)]
