@@ -4,5 +4,7 @@
 //! length mismatch the caller could have avoided (slice indexing).
 
 pub mod gemm;
+pub mod page_copy;
+pub mod paged_kv_append;
 pub mod residual_add;
 pub mod rmsnorm;

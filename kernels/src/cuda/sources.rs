@@ -21,7 +21,7 @@ macro_rules! sources {
     };
 }
 
-sources!["residual_add", "rmsnorm",];
+sources!["page_copy", "paged_kv_append", "residual_add", "rmsnorm",];
 
 /// Looks a source up by stem.
 pub fn source(stem: &str) -> Option<&'static KernelSource> {

@@ -157,4 +157,35 @@ impl PagedKvLayout {
     pub fn num_slots(&self) -> usize {
         self.num_pages * self.page_size
     }
+
+    /// Checks that distinct `(layer, page, kv, head, token, d)` coordinates address distinct
+    /// elements — what the ops that write the cache (`paged_kv_append`, `page_copy`) need so
+    /// that their parallel writes never collide. The test is the usual sufficient one for
+    /// strided tensors: with dimensions of size 1 ignored and the rest sorted by stride, each
+    /// stride is at least the extent spanned by all the smaller ones. HND, NHD, K and V in
+    /// separate halves of a buffer, and padded strides all pass.
+    pub fn check_disjoint(&self) -> Result<()> {
+        let mut dims = [
+            ("stride_layer", self.num_layers, self.stride_layer),
+            ("stride_page", self.num_pages, self.stride_page),
+            ("stride_kv", 2, self.stride_kv),
+            ("stride_head", self.num_kv_heads, self.stride_head),
+            ("stride_token", self.page_size, self.stride_token),
+            ("the contiguous head_dim", self.head_dim, 1),
+        ];
+        dims.sort_by_key(|&(_, _, stride)| stride);
+        let mut extent = 1usize; // elements spanned by the dimensions checked so far
+        for (name, n, stride) in dims.into_iter().filter(|&(_, n, _)| n > 1) {
+            crate::ensure!(
+                stride >= extent,
+                OP,
+                "{name} = {stride} is smaller than the {extent} elements spanned by the \
+                 dimensions with smaller strides: two coordinates would share an element"
+            );
+            extent = (n - 1).checked_mul(stride).and_then(|t| t.checked_add(extent)).ok_or_else(
+                || KernelError::Invalid { op: OP, msg: format!("layout {self:?} overflows usize") },
+            )?;
+        }
+        Ok(())
+    }
 }

@@ -26,6 +26,8 @@ pub struct WgpuBackend {
     info: wgpu::AdapterInfo,
     f16: bool,
     max_workgroups: u32,
+    /// The adapter's `max_storage_buffer_binding_size`: buffers are bound whole.
+    max_binding: u64,
     /// A 16-byte storage buffer bound where an optional output is absent.
     scratch: wgpu::Buffer,
     pipelines: Mutex<HashMap<(&'static str, &'static str), Arc<wgpu::ComputePipeline>>>,
@@ -97,6 +99,7 @@ impl WgpuBackend {
             info,
             f16,
             max_workgroups: limits.max_compute_workgroups_per_dimension,
+            max_binding: limits.max_storage_buffer_binding_size,
             pipelines: Mutex::new(HashMap::new()),
         })
     }
@@ -257,6 +260,17 @@ impl WgpuBackend {
                 op: shader.stem,
                 msg: format!(
                     "dispatch {groups:?} exceeds the adapter's {m} workgroups per dimension"
+                ),
+            });
+        }
+        if let Some(b) = buffers.iter().find(|b| b.size() > self.max_binding) {
+            return Err(KernelError::Invalid {
+                op: shader.stem,
+                msg: format!(
+                    "a buffer of {} bytes exceeds the {} bytes {} binds per storage buffer",
+                    b.size(),
+                    self.max_binding,
+                    self.info.name
                 ),
             });
         }

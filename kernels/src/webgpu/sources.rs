@@ -38,7 +38,13 @@ macro_rules! shaders {
     };
 }
 
-shaders![GEMM = "gemm", RESIDUAL_ADD = "residual_add", RMSNORM = "rmsnorm",];
+shaders![
+    GEMM = "gemm",
+    PAGE_COPY = "page_copy",
+    PAGED_KV_APPEND = "paged_kv_append",
+    RESIDUAL_ADD = "residual_add",
+    RMSNORM = "rmsnorm",
+];
 
 /// The f16-storage variant of `shader`, or `None` if it has no `alias elem_t = f32;` line.
 pub fn f16_variant(shader: &'static ShaderSource) -> Option<&'static ShaderSource> {
