@@ -1,8 +1,8 @@
 //! # treepo-trainer
 //!
 //! The reference trainer of treepo-rs. This crate currently holds its pure-math RL core
-//! ([`rl`]) and evaluation metrics ([`metrics`]); the model, its backward pass and the `treepo`
-//! binary build on them.
+//! ([`rl`]), evaluation metrics ([`metrics`]) and the verifiable tasks ([`tasks`]); the model,
+//! its backward pass and the `treepo` binary build on them.
 //!
 //! ## Key decisions
 //!
@@ -42,3 +42,4 @@
 
 pub mod metrics;
 pub mod rl;
+pub mod tasks;
