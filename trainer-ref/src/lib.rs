@@ -41,5 +41,6 @@
 #![deny(missing_docs)]
 
 pub mod metrics;
+pub mod model;
 pub mod rl;
 pub mod tasks;
