@@ -3,7 +3,7 @@
 
 use crate::append::{grown_end, new_pages};
 use crate::cache::TreeKvCache;
-use crate::error::Result;
+use crate::error::{KvError, Result};
 use crate::ids::{NodeId, PageId, Slot};
 use crate::list::NIL;
 use crate::node::Node;
@@ -61,7 +61,7 @@ impl TreeKvCache {
         let end = grown_end(None, 0, prompt.len())?;
         self.nodes.check_room(1)?;
         let hits = self.matched(NIL, prompt, reuse_limit(end, self.pool.page_size));
-        self.check_room_after_hits(&hits, end)?;
+        self.check_room_after_hits(&hits, 0, end)?;
         let node = self.nodes.insert(Node { parent: NIL, prev_page: NIL, ..Node::default() });
         self.take_hits_and_write(node.index as usize, &hits, prompt)
     }
@@ -82,19 +82,25 @@ impl TreeKvCache {
         } else {
             Vec::new()
         };
-        self.check_room_after_hits(&hits, new_end - n.end)?;
+        self.check_room_after_hits(&hits, n.end, new_end)?;
         self.take_hits_and_write(s, &hits, tokens)
     }
 
-    /// Fails with `PoolExhausted` unless the pages after the hits fit. Hits that are cached stop
-    /// being evictable once taken, so they do not count as available.
-    fn check_room_after_hits(&self, hits: &[u32], len: u32) -> Result<()> {
+    /// Fails with `PoolExhausted` unless the pages for growing from `end` to `new_end`, minus the
+    /// hits, fit. Hits that are cached stop
+    /// being evictable once taken, so they count neither as available nor in the error's
+    /// `evictable`.
+    fn check_room_after_hits(&self, hits: &[u32], end: u32, new_end: u32) -> Result<()> {
         let ps = self.pool.page_size;
-        let need = new_pages(0, len, ps) - hits.len() as u32;
+        let need = new_pages(end, new_end, ps) - hits.len() as u32;
         let cached_hits =
             hits.iter().filter(|&&p| self.pool.state(p) == PageState::Cached).count() as u32;
         if need > self.pool.available() - cached_hits {
-            return Err(self.pool.exhausted(need));
+            return Err(KvError::PoolExhausted {
+                requested: need,
+                free: self.pool.free.len(),
+                evictable: self.pool.lru.len() - cached_hits,
+            });
         }
         Ok(())
     }

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod model;
+
 use tree_kv::{NodeId, PageId, Slot, TreeKvCache};
 
 /// Hands out fresh token ids (from 1000 on), so no two decoded segments collide in the radix
