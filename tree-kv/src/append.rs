@@ -1,13 +1,14 @@
 //! `append`: reserve K/V slots for new tokens at the end of a leaf.
 
-use crate::cache::{MAX_TOKENS, TreeKvCache};
+use crate::cache::{MAX_TOKENS, TreeKvCache, next_layout};
 use crate::error::{KvError, Result};
 use crate::ids::{NodeId, PageId, Slot};
 use crate::list::NIL;
+use crate::paths::pages_for;
 
 /// Pages a span growing from `end` to `new_end` tokens must allocate.
 pub(crate) fn new_pages(end: u32, new_end: u32, page_size: u32) -> u32 {
-    new_end.div_ceil(page_size) - end.div_ceil(page_size)
+    pages_for(new_end, page_size) - pages_for(end, page_size)
 }
 
 /// `end + add`, or `SequenceTooLong` past [`MAX_TOKENS`].
@@ -69,6 +70,7 @@ impl TreeKvCache {
                 })?;
                 self.pool.meta[p as usize].writer = s as u32;
                 node.pages.push(PageId(p));
+                self.layout = next_layout();
             }
             let i = node.pages.len() - 1;
             let p = node.pages[i].0;

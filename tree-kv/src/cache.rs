@@ -5,6 +5,16 @@ use crate::ids::{NodeId, PageId};
 use crate::list::NIL;
 use crate::node::Arena;
 use crate::pool::{PageState, Pool};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Source of layout versions. Global, so two caches — or a cache and its clone once they
+/// diverge — never share a version: an export built from one is never taken for the other's.
+static LAYOUT_VERSIONS: AtomicU64 = AtomicU64::new(1);
+
+/// A layout version no cache has had (0 is never issued).
+pub(crate) fn next_layout() -> u64 {
+    LAYOUT_VERSIONS.fetch_add(1, Ordering::Relaxed)
+}
 
 /// Largest token position any node may reach: exports are int32.
 pub const MAX_TOKENS: u32 = i32::MAX as u32;
@@ -36,6 +46,10 @@ impl CacheConfig {
 pub struct TreeKvCache {
     pub(crate) pool: Pool,
     pub(crate) nodes: Arena,
+    /// Changes whenever the tree or any node's page list changes (fork, release, new root, a page
+    /// added by append/prefill); appends inside a node's current pages keep it. Keys the
+    /// steady-state fast path of `export_into`.
+    pub(crate) layout: u64,
 }
 
 /// A read-only view of one node.
@@ -70,7 +84,16 @@ impl TreeKvCache {
         if num_pages == 0 || num_pages > max {
             return Err(KvError::InvalidNumPages { num_pages, max });
         }
-        Ok(Self { pool: Pool::try_new(page_size, num_pages)?, nodes: Arena::default() })
+        Ok(Self {
+            pool: Pool::try_new(page_size, num_pages)?,
+            nodes: Arena::default(),
+            layout: next_layout(),
+        })
+    }
+
+    /// Records that the tree or a page list changed (see `layout`).
+    pub(crate) fn layout_changed(&mut self) {
+        self.layout = next_layout();
     }
 
     /// Tokens per page.

@@ -59,6 +59,7 @@ impl TreeKvCache {
         }
 
         self.nodes.slots[s].forked = true;
+        self.layout_changed();
         if tail != NIL {
             let m = &mut self.pool.meta[tail as usize];
             m.frozen = m.frozen.max(t);

@@ -32,15 +32,23 @@ impl KvChunk<'_> {
 
 /// `last_page_len` of a `len`-token page list: `len - ps * (pages - 1)`, 0 when `len == 0`.
 pub(crate) fn last_page_len(len: u32, page_size: u32) -> u32 {
-    if len == 0 { 0 } else { (len - 1) % page_size + 1 }
+    if len == 0 { 0 } else { ((len - 1) & (page_size - 1)) + 1 }
+}
+
+/// `ceil(tokens / page_size)` with a shift: page sizes are powers of two and positions stay
+/// below `2^31`, so this neither divides (hot in exports) nor overflows.
+#[inline]
+pub(crate) fn pages_for(tokens: u32, page_size: u32) -> u32 {
+    (tokens + (page_size - 1)) >> page_size.trailing_zeros()
 }
 
 /// `(kv_start, kv_end, number of pages)` of a node's chunk.
+#[inline]
 pub(crate) fn chunk_of(n: &Node, page_size: u32) -> (u32, u32, usize) {
     let mask = !(page_size - 1);
     let kv_start = n.start & mask;
     let kv_end = if n.children.is_empty() { n.end } else { n.end & mask };
-    let pages = (kv_end.div_ceil(page_size) - kv_start / page_size) as usize;
+    let pages = pages_for(kv_end - kv_start, page_size) as usize;
     (kv_start, kv_end, pages)
 }
 

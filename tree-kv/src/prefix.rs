@@ -63,6 +63,7 @@ impl TreeKvCache {
         let hits = self.matched(NIL, prompt, reuse_limit(end, self.pool.page_size));
         self.check_room_after_hits(&hits, 0, end)?;
         let node = self.nodes.insert(Node { parent: NIL, prev_page: NIL, ..Node::default() });
+        self.layout_changed();
         self.take_hits_and_write(node.index as usize, &hits, prompt)
     }
 
@@ -114,6 +115,9 @@ impl TreeKvCache {
             let n = &mut self.nodes.slots[s];
             n.pages.push(PageId(p));
             n.end += ps;
+        }
+        if !hits.is_empty() {
+            self.layout_changed();
         }
         let cached = hits.len() * ps as usize;
         let mut slots = Vec::with_capacity(tokens.len() - cached);

@@ -20,6 +20,7 @@ impl TreeKvCache {
     pub fn release(&mut self, node: NodeId) -> Result<()> {
         let s = self.nodes.live_slot(node)?;
         self.nodes.slots[s].released = true;
+        self.layout_changed();
         let mut cur = s;
         loop {
             let n = &self.nodes.slots[cur];

@@ -1,7 +1,32 @@
 //! Whole-tree comparison of cache and model, and the export checks.
 
 use super::{Check, Harness, Outcome, ensure, expect_err};
-use tree_kv::{KvError, NodeId};
+use tree_kv::{KvError, LayoutExport, NodeId};
+
+/// Every array of an export, for comparing two of them.
+fn dump(x: &LayoutExport) -> Vec<Vec<i32>> {
+    let ids = |v: &[NodeId]| v.iter().flat_map(|n| [n.index as i32, n.generation as i32]).collect();
+    vec![
+        ids(x.node_ids()),
+        x.node_parent().to_vec(),
+        x.node_depth().to_vec(),
+        x.node_token_start().to_vec(),
+        x.node_token_end().to_vec(),
+        x.node_kv_start().to_vec(),
+        x.node_kv_end().to_vec(),
+        x.node_leaf_begin().to_vec(),
+        x.node_leaf_end().to_vec(),
+        x.node_page_indptr().to_vec(),
+        x.node_page_indices().to_vec(),
+        x.node_last_page_len().to_vec(),
+        ids(x.leaf_ids()),
+        x.leaf_input().to_vec(),
+        x.leaf_node().to_vec(),
+        x.leaf_page_indptr().to_vec(),
+        x.leaf_page_indices().to_vec(),
+        x.leaf_last_page_len().to_vec(),
+    ]
+}
 
 fn err(e: KvError) -> String {
     e.to_string()
@@ -89,69 +114,86 @@ impl Harness {
         }
         res.map_err(err)?;
         self.check_export(&sel)?;
+        self.exported = sel;
         Ok(Outcome::Ok)
+    }
+
+    /// Re-exports the last exported leaves into the same buffer (while they are all still live
+    /// leaves) and compares with an export into a fresh buffer.
+    pub(crate) fn recheck_export(&mut self) -> Check {
+        let live_leaf = |id: &NodeId| self.cache.node(*id).is_ok_and(|n| n.children.is_empty());
+        if self.exported.is_empty() || !self.exported.iter().all(live_leaf) {
+            self.exported.clear();
+            return Ok(());
+        }
+        self.cache.export_into(&self.exported, &mut self.export).map_err(err)?;
+        let mut fresh = LayoutExport::new();
+        self.cache.export_into(&self.exported, &mut fresh).map_err(err)?;
+        ensure(dump(&self.export) == dump(&fresh), || {
+            "reused export differs from a fresh one".into()
+        })
     }
 
     fn check_export(&self, sel: &[NodeId]) -> Check {
         let (x, ps) = (&self.export, self.ps as i32);
         let (nn, nl) = (x.num_nodes(), x.num_leaves());
-        ensure(nl == sel.len() && x.leaf_page_indptr.len() == nl + 1, || "leaf count".into())?;
-        ensure(x.node_page_indptr.len() == nn + 1 && x.node_last_page_len.len() == nn, || {
+        ensure(nl == sel.len() && x.leaf_page_indptr().len() == nl + 1, || "leaf count".into())?;
+        ensure(x.node_page_indptr().len() == nn + 1 && x.node_last_page_len().len() == nn, || {
             "node count".into()
         })?;
         let mut seen = vec![false; nl];
         let mut under = vec![0i32; nn];
         for k in 0..nl {
-            let input = x.leaf_input[k] as usize;
-            ensure(input < nl && !seen[input] && sel[input] == x.leaf_ids[k], || {
+            let input = x.leaf_input()[k] as usize;
+            ensure(input < nl && !seen[input] && sel[input] == x.leaf_ids()[k], || {
                 "leaf_input".into()
             })?;
             seen[input] = true;
             // The leaf CSR row equals the leaf path, and its length equals the leaf's end.
-            let pages = &x.leaf_page_indices
-                [x.leaf_page_indptr[k] as usize..x.leaf_page_indptr[k + 1] as usize];
+            let pages = &x.leaf_page_indices()
+                [x.leaf_page_indptr()[k] as usize..x.leaf_page_indptr()[k + 1] as usize];
             let mut path = Vec::new();
-            let last = self.cache.leaf_path_into(x.leaf_ids[k], &mut path).map_err(err)?;
-            let end = self.cache.node(x.leaf_ids[k]).map_err(err)?.end as i32;
+            let last = self.cache.leaf_path_into(x.leaf_ids()[k], &mut path).map_err(err)?;
+            let end = self.cache.node(x.leaf_ids()[k]).map_err(err)?.end as i32;
             let len = if pages.is_empty() {
                 0
             } else {
-                ps * (pages.len() as i32 - 1) + x.leaf_last_page_len[k]
+                ps * (pages.len() as i32 - 1) + x.leaf_last_page_len()[k]
             };
             let same =
                 pages.iter().zip(&path).all(|(a, b)| *a as u32 == b.0) && pages.len() == path.len();
-            ensure(same && len == end && last as i32 == x.leaf_last_page_len[k], || {
+            ensure(same && len == end && last as i32 == x.leaf_last_page_len()[k], || {
                 format!("leaf {k}: CSR length {len} vs end {end}")
             })?;
             // Walking up: node chunks concatenate (in token space and pages) to the leaf's path,
             // and every ancestor's leaf range holds this leaf.
             let mut chain = Vec::new();
-            let mut v = x.leaf_node[k];
+            let mut v = x.leaf_node()[k];
             while v >= 0 {
                 let u = v as usize;
                 ensure(
-                    x.node_leaf_begin[u] <= k as i32 && (k as i32) < x.node_leaf_end[u],
+                    x.node_leaf_begin()[u] <= k as i32 && (k as i32) < x.node_leaf_end()[u],
                     || format!("leaf {k} outside the range of node {u}"),
                 )?;
                 chain.push(u);
                 under[u] += 1;
-                v = x.node_parent[u];
+                v = x.node_parent()[u];
                 ensure(v < u as i32, || "parent after child in DFS order".into())?;
             }
             let mut pos = 0;
             let mut cat = Vec::new();
             for &u in chain.iter().rev() {
-                ensure(x.node_kv_start[u] == pos, || {
-                    format!("node {u}: chunk starts at {}, want {pos}", x.node_kv_start[u])
+                ensure(x.node_kv_start()[u] == pos, || {
+                    format!("node {u}: chunk starts at {}, want {pos}", x.node_kv_start()[u])
                 })?;
-                pos = x.node_kv_end[u];
-                let chunk = &x.node_page_indices
-                    [x.node_page_indptr[u] as usize..x.node_page_indptr[u + 1] as usize];
-                let clen = x.node_kv_end[u] - x.node_kv_start[u];
+                pos = x.node_kv_end()[u];
+                let chunk = &x.node_page_indices()
+                    [x.node_page_indptr()[u] as usize..x.node_page_indptr()[u + 1] as usize];
+                let clen = x.node_kv_end()[u] - x.node_kv_start()[u];
                 let want_last = if clen == 0 { 0 } else { (clen - 1) % ps + 1 };
                 ensure(
                     chunk.len() as i32 == (clen + ps - 1) / ps
-                        && x.node_last_page_len[u] == want_last,
+                        && x.node_last_page_len()[u] == want_last,
                     || format!("node {u}: chunk of {clen} tokens has {} pages", chunk.len()),
                 )?;
                 cat.extend_from_slice(chunk);
@@ -161,7 +203,7 @@ impl Harness {
             })?;
         }
         for (u, &count) in under.iter().enumerate() {
-            let range = x.node_leaf_end[u] - x.node_leaf_begin[u];
+            let range = x.node_leaf_end()[u] - x.node_leaf_begin()[u];
             ensure(range == count, || format!("node {u}: leaf range {range}, {count} leaves"))?;
         }
         Ok(())

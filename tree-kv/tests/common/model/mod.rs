@@ -82,6 +82,9 @@ pub struct Harness {
     nodes: Vec<MNode>,
     ps: u32,
     export: LayoutExport,
+    /// Leaves of the last successful export op; re-exported into the same buffer after every
+    /// later op (exercising the steady-state fast path) and compared with a fresh export.
+    exported: Vec<NodeId>,
     pub stats: Stats,
 }
 
@@ -99,7 +102,14 @@ fn fingerprint(c: &TreeKvCache) -> (Vec<tree_kv::PageId>, Vec<tree_kv::PageId>, 
 impl Harness {
     pub fn new(cache: TreeKvCache) -> Self {
         let ps = cache.page_size();
-        Self { cache, nodes: Vec::new(), ps, export: LayoutExport::new(), stats: Stats::default() }
+        Self {
+            cache,
+            nodes: Vec::new(),
+            ps,
+            export: LayoutExport::new(),
+            exported: Vec::new(),
+            stats: Stats::default(),
+        }
     }
 
     /// A model node: for `sel < 192`, one the caller still holds (if any),
@@ -170,7 +180,8 @@ impl Harness {
             }
         }
         self.cache.check_invariants().map_err(|e| format!("after {op:?}: {e}"))?;
-        self.check_tree().map_err(|e| format!("after {op:?}: {e}"))
+        self.check_tree().map_err(|e| format!("after {op:?}: {e}"))?;
+        self.recheck_export().map_err(|e| format!("after {op:?}: {e}"))
     }
 
     fn create_root(&mut self, prompt: &[u32]) -> Result<Outcome, String> {
