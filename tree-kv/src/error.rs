@@ -75,8 +75,12 @@ pub enum KvError {
         /// The largest supported length.
         max: u32,
     },
-    /// The node arena would exceed `u32::MAX` slots.
-    #[error("too many nodes: {requested} more requested, {live} alive")]
+    /// A fork asked for more than [`crate::MAX_FORK`] children, or the node arena would exceed
+    /// `u32::MAX` slots.
+    #[error(
+        "too many nodes: {requested} more requested, {live} alive (at most {} per fork)",
+        crate::MAX_FORK
+    )]
     TooManyNodes {
         /// Nodes the operation wanted to create.
         requested: u64,

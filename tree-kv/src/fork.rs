@@ -27,11 +27,12 @@ impl TreeKvCache {
     ///
     /// So a fork of a non-aligned node costs `n - 1` copies while the claim is free (one at
     /// `n = 2`), `n` while an earlier child still holds it, and 0 for an aligned node. The claim
-    /// returns when its child is collected, unless that child filled `P`: a full page is in the
-    /// radix index and immutable, so later forks copy for every child.
+    /// returns when its child is collected, unless that child filled `P` and `P` entered the radix
+    /// index: indexed pages are immutable (others may reuse them), so later forks copy for every
+    /// child.
     ///
-    /// Errors (`UnknownNode`, `NodeReleased`, `ZeroFork`, `TooManyNodes`, `PoolExhausted` when
-    /// the copies do not fit) leave the cache unchanged.
+    /// Errors (`UnknownNode`, `NodeReleased`, `ZeroFork`, `TooManyNodes` past
+    /// [`crate::MAX_FORK`], `PoolExhausted` when the copies do not fit) leave the cache unchanged.
     pub fn fork(&mut self, node: NodeId, n: u32) -> Result<Fork> {
         let s = self.nodes.live_slot(node)?;
         if n == 0 {

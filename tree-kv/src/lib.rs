@@ -37,10 +37,12 @@
 //!
 //! So a fork of a non-aligned node into `n` children costs `n - 1` copies while the claim is free
 //! (exactly one at `b = 2`), `n` while an earlier child still holds it, and 0 for an aligned node.
-//! The claim is given back when the claiming child is collected — unless that child filled `P`:
-//! a full page is in the prefix index and immutable, so later forks copy for every child. TreePO's
-//! fallback, which re-opens a finished path by adding children to an existing internal node,
-//! follows the same rule.
+//! The claim is given back when the claiming child is collected — unless that child filled `P`
+//! and `P` entered the prefix index: indexed pages are immutable (other requests may reuse them),
+//! so later forks copy for every child. (With a 37-token prompt and 32-token segments a claimant
+//! that runs a whole segment always fills the tail, so in TreePO a re-opened node usually copies
+//! for each new child.) TreePO's fallback, which re-opens a finished path by adding children to
+//! an existing internal node, follows the same rule.
 //!
 //! ## Nodes and release
 //!
@@ -101,8 +103,10 @@
 //!   `[floor(start/ps)*ps, end)`. The chunks of the nodes on a path tile `[0, end)` exactly.
 //! * Per step ([`TreeKvCache::export_into`], [`LayoutExport`]): for a set of active leaves, the
 //!   nodes on their paths in DFS order with contiguous leaf ranges, per-node chunk CSR and
-//!   per-leaf CSR, all `Vec<i32>`; a planner turns it into a work list
-//!   `{node, page range, leaf range}` directly, and the buffers are reused across steps.
+//!   per-leaf CSR, all int32; a planner turns it into a work list
+//!   `{node, page range, leaf range}` directly. The buffers are reused across steps, and when
+//!   only the leaves' lengths changed since the last export of the same leaves (a decode step
+//!   that opened no page) just those are rewritten, in O(leaves).
 //!
 //! ## Invariants
 //!
@@ -208,6 +212,7 @@ pub use error::{InvariantViolation, KvError, Result};
 pub use export::LayoutExport;
 pub use fork::Fork;
 pub use ids::{NodeId, PageCopy, PageId, Slot};
+pub use node::MAX_FORK;
 pub use paths::KvChunk;
 pub use pool::PageState;
 pub use prefix::{Prefill, PrefixMatch};

@@ -43,6 +43,10 @@ impl Node {
     }
 }
 
+/// Most children one `fork` may create: aligned forks allocate no page, so the pool does not bound
+/// them, and a runaway `n` must be an error rather than an allocation failure.
+pub const MAX_FORK: u32 = 1 << 16;
+
 /// Slots of nodes; freed slots are reused last-in first-out with a bumped generation.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Arena {
@@ -73,10 +77,10 @@ impl Arena {
         NodeId { index: slot as u32, generation: self.slots[slot].generation }
     }
 
-    /// Fails unless `n` more nodes fit in `u32` slot indices.
+    /// Fails unless `n` more nodes fit in `u32` slot indices and `n <= MAX_FORK`.
     pub(crate) fn check_room(&self, n: u64) -> Result<()> {
         let max = u64::from(u32::MAX - 1);
-        if u64::from(self.live) + n > max {
+        if n > u64::from(MAX_FORK) || u64::from(self.live) + n > max {
             return Err(KvError::TooManyNodes { requested: n, live: self.live });
         }
         Ok(())

@@ -32,6 +32,8 @@ fn node_misuse() {
     let before = snapshot(&c);
 
     assert_eq!(c.fork(r, 0), Err(KvError::ZeroFork { node: r }));
+    let wide = tree_kv::MAX_FORK + 1;
+    assert_eq!(c.fork(x, wide), Err(KvError::TooManyNodes { requested: wide.into(), live: 3 }));
     assert_eq!(c.append(r, &[1]), Err(KvError::NodeFrozen { node: r }));
     assert_eq!(c.prefill(r, &[1]), Err(KvError::NodeFrozen { node: r }));
     c.release(r).unwrap(); // kept: it has children
