@@ -1,18 +1,7 @@
 //! The page pool: per-page metadata, the free list and the LRU list of cached pages.
 //!
-//! Page state machine (the only transitions there are):
-//!
-//! ```text
-//!               alloc: pop free head
-//!   ┌──────┐ ───────────────────────────▶ ┌────────────┐  last holder drops,  ┌────────┐
-//!   │ Free │                              │ Referenced │ ───────────────────▶ │ Cached │
-//!   └──────┘ ◀─────────────────────────── └────────────┘  page is indexed     └────────┘
-//!      ▲      last holder drops,            ▲      ▲                           │    │
-//!      │      page not indexed              │      └─ prefix hit: unlink ──────┘    │
-//!      │                                    └──── alloc, free list empty: ──────────┤
-//!      │                                          evict the LRU head and reuse it   │
-//!      └─────────────── evict(n) / evict_all: LRU head to the free-list tail ───────┘
-//! ```
+//! The page state machine (free / referenced / cached) is drawn in the crate docs; the only
+//! transitions are the ones `alloc`, `add_ref`, `drop_ref` and `evict` make below.
 //!
 //! Free-list order (pinned by tests): `alloc` pops the **head**; a page that drops to free is
 //! pushed to the **tail**; a node's pages are dropped deepest (last) first. A fresh pool's free
