@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::model::check::dump;
 use common::*;
 use tree_kv::{CacheConfig, KvError, LayoutExport, NodeId, TreeKvCache};
 
@@ -135,31 +136,6 @@ fn export_errors() {
     // The buffer is still usable after an error.
     c.export_into(&[a2], &mut x).unwrap();
     assert_eq!(x.leaf_page_indices(), [0, 1, 5]);
-}
-
-/// Everything an export holds, for comparing two of them.
-fn dump(x: &LayoutExport) -> Vec<Vec<i32>> {
-    let ids = |v: &[NodeId]| v.iter().flat_map(|n| [n.index as i32, n.generation as i32]).collect();
-    vec![
-        ids(x.node_ids()),
-        x.node_parent().to_vec(),
-        x.node_depth().to_vec(),
-        x.node_token_start().to_vec(),
-        x.node_token_end().to_vec(),
-        x.node_kv_start().to_vec(),
-        x.node_kv_end().to_vec(),
-        x.node_leaf_begin().to_vec(),
-        x.node_leaf_end().to_vec(),
-        x.node_page_indptr().to_vec(),
-        x.node_page_indices().to_vec(),
-        x.node_last_page_len().to_vec(),
-        ids(x.leaf_ids()),
-        x.leaf_input().to_vec(),
-        x.leaf_node().to_vec(),
-        x.leaf_page_indptr().to_vec(),
-        x.leaf_page_indices().to_vec(),
-        x.leaf_last_page_len().to_vec(),
-    ]
 }
 
 fn fresh(c: &TreeKvCache, leaves: &[NodeId]) -> Vec<Vec<i32>> {

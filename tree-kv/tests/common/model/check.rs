@@ -4,7 +4,7 @@ use super::{Check, Harness, Outcome, ensure, expect_err};
 use tree_kv::{KvError, LayoutExport, NodeId};
 
 /// Every array of an export, for comparing two of them.
-fn dump(x: &LayoutExport) -> Vec<Vec<i32>> {
+pub fn dump(x: &LayoutExport) -> Vec<Vec<i32>> {
     let ids = |v: &[NodeId]| v.iter().flat_map(|n| [n.index as i32, n.generation as i32]).collect();
     vec![
         ids(x.node_ids()),

@@ -9,7 +9,7 @@
 //! operation must return; it does not re-implement page allocation. Page-level correctness is
 //! checked by `check_invariants` plus reading every live leaf's tokens back from its pages.
 
-mod check;
+pub mod check;
 
 use std::collections::HashSet;
 use tree_kv::{KvError, LayoutExport, NodeId, PageState, Slot, TreeKvCache};
