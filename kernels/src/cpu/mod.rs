@@ -4,5 +4,7 @@
 //! length mismatch the caller could have avoided (slice indexing).
 
 pub mod gemm;
+pub mod packed_attention_bwd;
+pub mod packed_attention_fwd;
 pub mod residual_add;
 pub mod rmsnorm;

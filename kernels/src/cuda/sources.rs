@@ -21,7 +21,7 @@ macro_rules! sources {
     };
 }
 
-sources!["residual_add", "rmsnorm",];
+sources!["packed_attention_bwd", "packed_attention_fwd", "residual_add", "rmsnorm",];
 
 /// Looks a source up by stem.
 pub fn source(stem: &str) -> Option<&'static KernelSource> {

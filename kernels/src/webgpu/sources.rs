@@ -38,7 +38,13 @@ macro_rules! shaders {
     };
 }
 
-shaders![GEMM = "gemm", RESIDUAL_ADD = "residual_add", RMSNORM = "rmsnorm",];
+shaders![
+    GEMM = "gemm",
+    PACKED_ATTENTION_BWD = "packed_attention_bwd",
+    PACKED_ATTENTION_FWD = "packed_attention_fwd",
+    RESIDUAL_ADD = "residual_add",
+    RMSNORM = "rmsnorm",
+];
 
 /// The f16-storage variant of `shader`, or `None` if it has no `alias elem_t = f32;` line.
 pub fn f16_variant(shader: &'static ShaderSource) -> Option<&'static ShaderSource> {
