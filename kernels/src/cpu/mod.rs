@@ -4,6 +4,8 @@
 //! length mismatch the caller could have avoided (slice indexing).
 
 pub mod gemm;
+pub mod packed_attention_bwd;
+pub mod packed_attention_fwd;
 pub mod page_copy;
 pub mod paged_kv_append;
 pub mod residual_add;

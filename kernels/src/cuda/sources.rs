@@ -21,7 +21,14 @@ macro_rules! sources {
     };
 }
 
-sources!["page_copy", "paged_kv_append", "residual_add", "rmsnorm",];
+sources![
+    "packed_attention_bwd",
+    "packed_attention_fwd",
+    "page_copy",
+    "paged_kv_append",
+    "residual_add",
+    "rmsnorm",
+];
 
 /// Looks a source up by stem.
 pub fn source(stem: &str) -> Option<&'static KernelSource> {

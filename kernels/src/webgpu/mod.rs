@@ -112,6 +112,11 @@ impl WgpuBackend {
         &self.scratch
     }
 
+    /// Whether the adapter is a software rasterizer (Mesa lavapipe/llvmpipe, WARP).
+    pub(crate) fn is_software(&self) -> bool {
+        matches!(self.info.device_type, wgpu::DeviceType::Cpu)
+    }
+
     pub(crate) fn has_f16(&self) -> bool {
         self.f16
     }

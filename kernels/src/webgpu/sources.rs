@@ -42,6 +42,8 @@ shaders![
     GEMM = "gemm",
     PAGE_COPY = "page_copy",
     PAGED_KV_APPEND = "paged_kv_append",
+    PACKED_ATTENTION_BWD = "packed_attention_bwd",
+    PACKED_ATTENTION_FWD = "packed_attention_fwd",
     RESIDUAL_ADD = "residual_add",
     RMSNORM = "rmsnorm",
 ];
