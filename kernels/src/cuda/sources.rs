@@ -21,7 +21,7 @@ macro_rules! sources {
     };
 }
 
-sources!["residual_add", "rmsnorm",];
+sources!["embedding", "residual_add", "rmsnorm", "softmax", "swiglu",];
 
 /// Looks a source up by stem.
 pub fn source(stem: &str) -> Option<&'static KernelSource> {

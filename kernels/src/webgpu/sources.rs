@@ -38,7 +38,15 @@ macro_rules! shaders {
     };
 }
 
-shaders![GEMM = "gemm", RESIDUAL_ADD = "residual_add", RMSNORM = "rmsnorm",];
+shaders![
+    EMBEDDING = "embedding",
+    GEMM = "gemm",
+    RESIDUAL_ADD = "residual_add",
+    RMSNORM = "rmsnorm",
+    ROPE = "rope",
+    SOFTMAX = "softmax",
+    SWIGLU = "swiglu",
+];
 
 /// The f16-storage variant of `shader`, or `None` if it has no `alias elem_t = f32;` line.
 pub fn f16_variant(shader: &'static ShaderSource) -> Option<&'static ShaderSource> {
