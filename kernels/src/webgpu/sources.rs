@@ -39,8 +39,11 @@ macro_rules! shaders {
 }
 
 shaders![
+    CATEGORICAL = "categorical",
     EMBEDDING = "embedding",
+    GATHER_LOGPROB = "gather_logprob",
     GEMM = "gemm",
+    LOGIT_MASK = "logit_mask",
     RESIDUAL_ADD = "residual_add",
     RMSNORM = "rmsnorm",
     ROPE = "rope",
