@@ -21,7 +21,17 @@ macro_rules! sources {
     };
 }
 
-sources!["embedding", "residual_add", "rmsnorm", "softmax", "swiglu",];
+sources![
+    "categorical",
+    "embedding",
+    "gather_logprob",
+    "logit_mask",
+    "residual_add",
+    "rmsnorm",
+    "rope",
+    "softmax",
+    "swiglu",
+];
 
 /// Looks a source up by stem.
 pub fn source(stem: &str) -> Option<&'static KernelSource> {
