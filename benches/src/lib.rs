@@ -56,7 +56,8 @@ pub enum Work {
 }
 
 /// Benchmarks `f` (one call = one op, followed by a device synchronize) as `id` in `group` and
-/// prints `id: <best ms/call>, <rate>` from the fastest criterion sample.
+/// prints `RESULT id: <best ms/call>, <rate>` from the fastest criterion sample (nothing when a
+/// command-line filter skipped the case).
 pub fn bench(
     group: &mut BenchmarkGroup<'_, WallTime>,
     dev: &Device,
@@ -79,9 +80,26 @@ pub fn bench(
         })
     });
     let s = best.get();
+    if !s.is_finite() {
+        return; // filtered out on the command line
+    }
     let rate = match work {
-        Work::Bytes(b) => format!("{:.1} GB/s", b / s / 1e9),
-        Work::Flops(fl) => format!("{:.1} GFLOP/s", fl / s / 1e9),
+        Work::Bytes(b) => format!("{} GB/s", sig3(b / s / 1e9)),
+        Work::Flops(fl) => format!("{} GFLOP/s", sig3(fl / s / 1e9)),
     };
     println!("RESULT {id}: {:.3} ms/call, {rate} ({})", s * 1e3, dev.description());
+}
+
+/// `v` with three significant digits (software adapters run at a few MB/s).
+fn sig3(v: f64) -> String {
+    let digits = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else if v >= 1.0 {
+        2
+    } else {
+        3 + (-v.log10()).floor().max(0.0) as usize
+    };
+    format!("{v:.digits$}")
 }
