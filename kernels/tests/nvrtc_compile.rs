@@ -61,3 +61,21 @@ fn a_broken_kernel_reports_the_compiler_log() {
     let err = compile::compile(&bad, "sm_80").unwrap_err().to_string();
     assert!(err.contains("broken.cu") && err.contains("undeclared_thing"), "{err}");
 }
+
+/// Regression: a `.cu` file that is not in `sources![...]` is never compiled here nor loadable
+/// at run time (a text edit of the list once missed four files after rustfmt reflowed it).
+#[test]
+fn every_cu_file_is_registered() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cuda");
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path();
+            (p.extension()? == "cu").then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
+        })
+        .collect();
+    on_disk.sort();
+    let mut registered: Vec<String> = SOURCES.iter().map(|s| s.stem.to_string()).collect();
+    registered.sort();
+    assert_eq!(on_disk, registered, "kernels/cuda/*.cu vs cuda::sources::SOURCES");
+}

@@ -35,3 +35,22 @@ fn every_shader_validates() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// Regression: every `wgsl/*.wgsl` file is registered in `shaders![...]` (an unregistered one
+/// is neither validated here nor usable).
+#[test]
+fn every_wgsl_file_is_registered() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("wgsl");
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path();
+            (p.extension()? == "wgsl")
+                .then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
+        })
+        .collect();
+    on_disk.sort();
+    let mut registered: Vec<String> = SHADERS.iter().map(|s| s.stem.to_string()).collect();
+    registered.sort();
+    assert_eq!(on_disk, registered, "kernels/wgsl/*.wgsl vs webgpu::sources::SHADERS");
+}

@@ -1,12 +1,21 @@
 //! The CPU reference: plain Rust over slices, one file per kernel stem. These functions are the
 //! oracle the CUDA and wgpu kernels are tested against, and the embedded default for tiny
-//! models. They trust their arguments (the `ops` layer validated them) and panic only on a
-//! length mismatch the caller could have avoided (slice indexing).
+//! models (the CPU sampler runs [`sample::sample`] and its parts directly). They trust their
+//! arguments (the `ops` layer validated them) and panic only on a length mismatch the caller
+//! could have avoided (slice indexing).
 
+pub mod categorical;
+pub mod embedding;
+pub mod gather_logprob;
 pub mod gemm;
+pub mod logit_mask;
 pub mod packed_attention_bwd;
 pub mod packed_attention_fwd;
 pub mod page_copy;
 pub mod paged_kv_append;
 pub mod residual_add;
 pub mod rmsnorm;
+pub mod rope;
+pub mod sample;
+pub mod softmax;
+pub mod swiglu;

@@ -28,6 +28,13 @@ sources![
     "paged_kv_append",
     "residual_add",
     "rmsnorm",
+    "categorical",
+    "embedding",
+    "gather_logprob",
+    "logit_mask",
+    "rope",
+    "softmax",
+    "swiglu",
 ];
 
 /// Looks a source up by stem.

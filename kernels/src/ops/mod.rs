@@ -1,7 +1,25 @@
 //! The public ops: each validates its arguments once, then dispatches to the device's backend.
 //! One file per kernel stem; the CPU twin of each lives in [`crate::cpu`] under the same name.
+//!
+//! | stem | ops |
+//! |---|---|
+//! | `gemm` | [`gemm`] |
+//! | `embedding` | [`embedding`] |
+//! | `rmsnorm` | [`rmsnorm`] |
+//! | `rope` | [`rope`], host helper [`rope_inv_freq`] |
+//! | `swiglu` | [`swiglu`] |
+//! | `residual_add` | [`residual_add`] |
+//! | `softmax` | [`softmax`], [`log_softmax`] |
+//! | `logit_mask` | [`top_k_mask`], [`top_p_mask`] |
+//! | `categorical` | [`categorical`] |
+//! | `gather_logprob` | [`gather_logprob`] |
+//! | `sample` | [`sample`] (composes the five above; no kernel of its own) |
 
+mod categorical;
+mod embedding;
+mod gather_logprob;
 mod gemm;
+mod logit_mask;
 mod packed_attention_bwd;
 #[cfg(feature = "cuda")]
 mod packed_attention_cuda;
@@ -13,9 +31,17 @@ mod paged_kv_append;
 mod paged_kv_layout;
 mod residual_add;
 mod rmsnorm;
+mod rope;
+mod sample;
+mod softmax;
+mod swiglu;
 mod tree_mask;
 
+pub use categorical::categorical;
+pub use embedding::embedding;
+pub use gather_logprob::gather_logprob;
 pub use gemm::{GemmSpec, Transpose, gemm};
+pub use logit_mask::{LOGIT_MASK_MAX_COLS, top_k_mask, top_p_mask};
 pub use packed_attention_bwd::{PackedAttentionGrads, PackedAttentionSaved, packed_attention_bwd};
 pub use packed_attention_fwd::{PackedAttentionParams, packed_attention_fwd};
 pub use page_copy::{PageCopyJobs, page_copy};
@@ -23,4 +49,8 @@ pub use paged_kv_append::{paged_kv_append, paged_kv_append_strided};
 pub use paged_kv_layout::PagedKvLayout;
 pub use residual_add::residual_add;
 pub use rmsnorm::rmsnorm;
+pub use rope::{ROPE_MAX_POSITION, RopeDirection, RopeScaling, RopeShape, rope, rope_inv_freq};
+pub use sample::{SampleParams, sample};
+pub use softmax::{log_softmax, softmax};
+pub use swiglu::swiglu;
 pub use tree_mask::{TileClass, TreeMask, block_bounds, validate_kv_row_end};

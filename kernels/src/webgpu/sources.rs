@@ -46,6 +46,13 @@ shaders![
     PACKED_ATTENTION_FWD = "packed_attention_fwd",
     RESIDUAL_ADD = "residual_add",
     RMSNORM = "rmsnorm",
+    CATEGORICAL = "categorical",
+    EMBEDDING = "embedding",
+    GATHER_LOGPROB = "gather_logprob",
+    LOGIT_MASK = "logit_mask",
+    ROPE = "rope",
+    SOFTMAX = "softmax",
+    SWIGLU = "swiglu",
 ];
 
 /// The f16-storage variant of `shader`, or `None` if it has no `alias elem_t = f32;` line.

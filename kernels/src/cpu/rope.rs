@@ -1,0 +1,36 @@
+//! Rotary position embedding (HF half-split pairing), in place, and HF's `inv_freq`.
+
+use rayon::prelude::*;
+
+use crate::ops::{RopeDirection, RopeShape};
+
+/// Rotates every head of every token of `x` (laid out as `shape` says, starting at `x[0]`):
+/// pair `j < D/2` of a head is `(x[j], x[j + D/2])`, rotated by
+/// `angle = (positions[t] as f32) * inv_freq[j]` (f32) — by `−angle` for
+/// [`RopeDirection::Inverse`]. `sin`/`cos` are libm's f32 functions.
+pub fn rope(
+    x: &mut [f32],
+    positions: &[i32],
+    inv_freq: &[f32],
+    shape: &RopeShape,
+    direction: RopeDirection,
+) {
+    let half = shape.head_dim / 2;
+    let sign = match direction {
+        RopeDirection::Forward => 1.0f32,
+        RopeDirection::Inverse => -1.0,
+    };
+    // Each chunk starts at one token (the last one may be shorter than token_stride).
+    x.par_chunks_mut(shape.token_stride).zip(&positions[..shape.tokens]).for_each(|(xt, &pos)| {
+        for (j, &f) in inv_freq[..half].iter().enumerate() {
+            let (s, c) = (pos as f32 * f).sin_cos();
+            let s = sign * s;
+            for h in 0..shape.num_heads {
+                let k = h * shape.head_stride + j;
+                let (a, b) = (xt[k], xt[k + half]);
+                xt[k] = a * c - b * s;
+                xt[k + half] = b * c + a * s;
+            }
+        }
+    });
+}
