@@ -234,35 +234,62 @@ impl ModelConfig {
             None | Some(Value::Null) => hidden_size / num_attention_heads.max(1),
             Some(_) => usize_field("head_dim")?,
         };
-        let rope_scaling = match v.get("rope_scaling") {
-            None | Some(Value::Null) => None,
+        // transformers 5 nests RoPE settings in `rope_parameters`; 4.x uses `rope_theta` and
+        // `rope_scaling` at the top level. Both are read.
+        let rope_params = v.get("rope_parameters").filter(|p| p.is_object());
+        let rope_theta = match rope_params.and_then(|p| p.get("rope_theta")) {
+            Some(t) => t.as_f64().map(|f| f as f32).ok_or(ModelError::Config {
+                field: "rope_parameters",
+                msg: "`rope_theta` is not a number".into(),
+            })?,
+            None => f32_field("rope_theta", 10_000.0)?,
+        };
+        let scaling = match v.get("rope_scaling").filter(|s| !s.is_null()) {
+            Some(rs) => Some(rs),
+            None => rope_params,
+        };
+        let rope_scaling = match scaling {
+            None => None,
             Some(rs) => {
                 let kind = rs
                     .get("rope_type")
                     .or_else(|| rs.get("type"))
                     .and_then(Value::as_str)
-                    .unwrap_or("");
-                if kind != "llama3" {
-                    return Err(ModelError::Config {
-                        field: "rope_scaling",
-                        msg: format!("rope_type `{kind}` is not supported (llama3)"),
-                    });
+                    .unwrap_or("default");
+                match kind {
+                    "default" => None,
+                    "llama3" => {
+                        let f = |k: &'static str| {
+                            rs.get(k).and_then(Value::as_f64).ok_or(ModelError::Config {
+                                field: "rope_scaling",
+                                msg: format!("missing `{k}`"),
+                            })
+                        };
+                        Some(RopeScalingConfig::Llama3 {
+                            factor: f("factor")? as f32,
+                            low_freq_factor: f("low_freq_factor")? as f32,
+                            high_freq_factor: f("high_freq_factor")? as f32,
+                            original_max_position_embeddings: f("original_max_position_embeddings")?
+                                as usize,
+                        })
+                    }
+                    other => {
+                        return Err(ModelError::Config {
+                            field: "rope_scaling",
+                            msg: format!("rope_type `{other}` is not supported (default, llama3)"),
+                        });
+                    }
                 }
-                let f = |k: &'static str| {
-                    rs.get(k).and_then(Value::as_f64).ok_or(ModelError::Config {
-                        field: "rope_scaling",
-                        msg: format!("missing `{k}`"),
-                    })
-                };
-                Some(RopeScalingConfig::Llama3 {
-                    factor: f("factor")? as f32,
-                    low_freq_factor: f("low_freq_factor")? as f32,
-                    high_freq_factor: f("high_freq_factor")? as f32,
-                    original_max_position_embeddings: f("original_max_position_embeddings")?
-                        as usize,
-                })
             }
         };
+        if let Some(types) = v.get("layer_types").and_then(Value::as_array)
+            && let Some(t) = types.iter().find(|t| t.as_str() != Some("full_attention"))
+        {
+            return Err(ModelError::Config {
+                field: "layer_types",
+                msg: format!("layer type {t} is not supported (full_attention only)"),
+            });
+        }
         let ids = |name: &'static str| -> Result<Vec<u32>, ModelError> {
             match v.get(name) {
                 None | Some(Value::Null) => Ok(Vec::new()),
@@ -291,7 +318,7 @@ impl ModelConfig {
             num_key_value_heads,
             head_dim,
             rms_norm_eps: f32_field("rms_norm_eps", 1e-6)?,
-            rope_theta: f32_field("rope_theta", 10_000.0)?,
+            rope_theta,
             rope_scaling,
             tie_word_embeddings: bool_field("tie_word_embeddings", false)?,
             attention_bias: bool_field("attention_bias", model_type == ModelType::Qwen2)?,
@@ -339,6 +366,12 @@ impl ModelConfig {
                 }
             },
         );
+        let mut rope_parameters = match &m["rope_scaling"] {
+            Value::Object(o) => o.clone(),
+            _ => serde_json::Map::from_iter([("rope_type".to_string(), Value::from("default"))]),
+        };
+        rope_parameters.insert("rope_theta".into(), f64::from(self.rope_theta).into());
+        m.insert("rope_parameters".into(), Value::Object(rope_parameters));
         m.insert("tie_word_embeddings".into(), self.tie_word_embeddings.into());
         m.insert("attention_bias".into(), self.attention_bias.into());
         m.insert("max_position_embeddings".into(), self.max_position_embeddings.into());

@@ -1,17 +1,21 @@
-//! The reference decoder (Qwen2/Llama style): configuration, parameter layout, checkpoints and
-//! tokenizers.
+//! The reference decoder (Qwen2/Llama style): configuration, parameter layout, checkpoints,
+//! tokenizers and the forward pass.
 
 mod checkpoint;
 mod config;
+mod forward;
 mod params;
 mod tokenizer;
+mod weights;
 
 use std::path::PathBuf;
 
 pub use checkpoint::{INDEX_FILE, WEIGHTS_FILE, load_weights, save, write_atomic};
 pub use config::{ModelConfig, ModelType, RopeScalingConfig};
+pub use forward::{Activations, PackedBatch};
 pub use params::{LayerParams, ParamLayout, TensorSpec};
 pub use tokenizer::{CHAR_TOKENIZER_FILE, CharTokenizer, HF_TOKENIZER_FILE, Tokenizer};
+pub use weights::Model;
 
 /// Errors of model construction, checkpoints and tokenizers.
 #[derive(Debug, thiserror::Error)]
