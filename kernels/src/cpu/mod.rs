@@ -3,6 +3,10 @@
 //! models. They trust their arguments (the `ops` layer validated them) and panic only on a
 //! length mismatch the caller could have avoided (slice indexing).
 
+pub mod decode_tile;
 pub mod gemm;
+pub mod merge_states;
+pub mod paged_decode;
 pub mod residual_add;
 pub mod rmsnorm;
+pub mod tree_decode;

@@ -23,13 +23,18 @@ pub struct ShaderSource {
 /// The marker line of a shader with an f16 variant.
 pub const ELEM_F32: &str = "alias elem_t = f32;";
 
+/// Registers the `.wgsl` files. `NAME = "stem" + "shared"` prepends `wgsl/shared.wgsl` (code
+/// common to several shaders, e.g. `decode_tile.wgsl`; WGSL has no includes).
 macro_rules! shaders {
-    ($($name:ident = $stem:literal),* $(,)?) => {
+    ($($name:ident = $stem:literal $(+ $head:literal)?),* $(,)?) => {
         $(
             #[doc = concat!("`wgsl/", $stem, ".wgsl`")]
             pub static $name: ShaderSource = ShaderSource {
                 stem: $stem,
-                code: include_str!(concat!("../../wgsl/", $stem, ".wgsl")),
+                code: concat!(
+                    $(include_str!(concat!("../../wgsl/", $head, ".wgsl")),)?
+                    include_str!(concat!("../../wgsl/", $stem, ".wgsl"))
+                ),
                 needs_f16: false,
             };
         )*
@@ -38,7 +43,14 @@ macro_rules! shaders {
     };
 }
 
-shaders![GEMM = "gemm", RESIDUAL_ADD = "residual_add", RMSNORM = "rmsnorm",];
+shaders![
+    GEMM = "gemm",
+    MERGE_STATES = "merge_states",
+    PAGED_DECODE = "paged_decode" + "decode_tile",
+    RESIDUAL_ADD = "residual_add",
+    RMSNORM = "rmsnorm",
+    TREE_DECODE = "tree_decode" + "decode_tile",
+];
 
 /// The f16-storage variant of `shader`, or `None` if it has no `alias elem_t = f32;` line.
 pub fn f16_variant(shader: &'static ShaderSource) -> Option<&'static ShaderSource> {
