@@ -234,6 +234,7 @@ fn random_trees_keep_every_invariant() {
             PlanKind::Cascade,
             PlanKind::Tree,
             PlanKind::TreeSplit { max_chunk: 2 * ps + 1 },
+            PlanKind::TreeFill { units: 5 },
         ] {
             let opts =
                 PlanOptions { kind, group: 1 + (i % 3) as u32 * 3, query_tile: [64, 8, 1][i % 3] };
@@ -281,8 +282,19 @@ fn split_to_fill_rounds_to_pages() {
     assert_eq!(split_to_fill(1024, 4, 16), 256);
     assert_eq!(split_to_fill(1000, 3, 16), 336);
     assert_eq!(split_to_fill(100, 64, 16), 64);
-    assert_eq!(split_to_fill(1 << 20, 2, 16), 1024);
+    assert_eq!(split_to_fill(1 << 20, 2, 16), 1 << 19);
     assert_eq!(split_to_fill(10, 0, 128), 128);
+    assert_eq!(split_to_fill(2048, 1, 16), 2048);
+    // TreeFill with one unit splits nothing; with 16 units a 1k prefix + 16×64 becomes 8 pieces.
+    let mut rng = Rng::new(3);
+    let tree = tree_common::two_level(&mut rng, 16, 16, 1024, 64);
+    let opts = |units| PlanOptions::new(PlanKind::TreeFill { units }, 4);
+    let one = plan(&tree.view(), &tree.leaves, &opts(1)).unwrap();
+    let tree_plan = plan(&tree.view(), &tree.leaves, &PlanOptions::new(PlanKind::Tree, 4)).unwrap();
+    assert_eq!(one.work(), tree_plan.work());
+    let sixteen = plan(&tree.view(), &tree.leaves, &opts(16)).unwrap();
+    assert_eq!(sixteen.work().len(), 8 + 16);
+    assert!(sixteen.work().iter().all(|w| w.kv_end - w.kv_start <= 128));
 }
 
 #[test]

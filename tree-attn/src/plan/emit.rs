@@ -110,6 +110,7 @@ pub(crate) fn emit(
     plan: &mut Plan,
 ) -> Result<(), PlanError> {
     let ps = view.page_size;
+    let distinct = plan.distinct_tokens;
     let Plan { page_indices, work, partial_indptr, leaf_order, scratch: s, .. } = plan;
     page_indices.clear();
     work.clear();
@@ -117,6 +118,7 @@ pub(crate) fn emit(
     reset(&mut s.leaf_states, nl, 0u32);
     let split = match opts.kind {
         PlanKind::TreeSplit { max_chunk } => (max_chunk / ps * ps).max(ps),
+        PlanKind::TreeFill { units } => super::split_to_fill(distinct, units, ps),
         _ => u32::MAX,
     };
     let mut out =
@@ -143,7 +145,7 @@ pub(crate) fn emit(
                 s.leaf_states[i] = p0 + chunk(view, &s.chain, leaf_rows(s, i), p0, &mut out);
             }
         }
-        PlanKind::Tree | PlanKind::TreeSplit { .. } => {
+        PlanKind::Tree | PlanKind::TreeSplit { .. } | PlanKind::TreeFill { .. } => {
             s.seg.clear();
             s.seg.extend(s.roots.iter().rev().map(|&r| (r, 0)));
             while let Some((top, base)) = s.seg.pop() {

@@ -28,6 +28,8 @@
 //!   leaf set is one chunk), shared by all leaves below it.
 //! * `TreeSplit { max_chunk }`: `Tree` with chunks longer than `max_chunk` tokens cut at page
 //!   boundaries into pieces (DeFT's / Flash-Decoding's KV split) for parallelism.
+//! * `TreeFill { units }`: `TreeSplit` with the piece length chosen so about `units` pieces
+//!   cover the distinct KV ([`split_to_fill`]) — the heuristic the benchmarks use.
 //!
 //! Row ranges are tiled so `rows × group` stays within [`PlanOptions::query_tile`] query
 //! vectors (64: the tensor-core tile of the CUDA kernel, 4 warps × 16 rows); a long row range
@@ -101,6 +103,14 @@ pub enum PlanKind {
         /// Longest piece, in tokens.
         max_chunk: u32,
     },
+    /// `TreeSplit` with `max_chunk = split_to_fill(distinct tokens, units, page_size)`: about
+    /// `units` pieces cover the distinct KV, so `units` should be the parallel workers per KV
+    /// head (SMs / num_kv_heads on a GPU, threads / num_kv_heads on a CPU). With `units = 1`
+    /// nothing is split; a single long sequence on a GPU becomes a split-KV decode.
+    TreeFill {
+        /// Parallel workers per KV head.
+        units: u32,
+    },
 }
 
 /// Options of [`plan_into`].
@@ -121,12 +131,13 @@ impl PlanOptions {
     }
 }
 
-/// `max_chunk` for [`PlanKind::TreeSplit`] so that about `units` work items (per KV head) cover
-/// `distinct_tokens`: `ceil(distinct_tokens / units)` rounded up to whole pages, clamped to
-/// `[max(page_size, 64), 1024]` (smaller pieces cost more merge work than they gain).
-pub fn split_to_fill(distinct_tokens: u32, units: u32, page_size: u32) -> u32 {
-    let per = distinct_tokens.div_ceil(units.max(1)).div_ceil(page_size) * page_size;
-    per.clamp(page_size.max(64), 1024.max(page_size))
+/// `max_chunk` for [`PlanKind::TreeSplit`] so that about `units` pieces (per KV head) cover
+/// `distinct_tokens`: `ceil(distinct_tokens / units)` rounded up to whole pages, at least
+/// `max(page_size, 64)` (shorter pieces cost more merge work than they gain).
+pub fn split_to_fill(distinct_tokens: u64, units: u32, page_size: u32) -> u32 {
+    let per = distinct_tokens.div_ceil(u64::from(units.max(1)));
+    let per = per.div_ceil(u64::from(page_size)) * u64::from(page_size);
+    per.clamp(u64::from(page_size.max(64)), u64::from(u32::MAX / 2)) as u32
 }
 
 /// One decode step's plan (see the [module docs](self)). Build with [`plan_into`].
@@ -223,10 +234,14 @@ pub fn plan_into(
             opts.group, opts.query_tile
         )));
     }
-    if let PlanKind::TreeSplit { max_chunk } = opts.kind
-        && max_chunk == 0
-    {
-        return Err(PlanError::Options("TreeSplit max_chunk must be >= 1".into()));
+    match opts.kind {
+        PlanKind::TreeSplit { max_chunk: 0 } => {
+            return Err(PlanError::Options("TreeSplit max_chunk must be >= 1".into()));
+        }
+        PlanKind::TreeFill { units: 0 } => {
+            return Err(PlanError::Options("TreeFill units must be >= 1".into()));
+        }
+        _ => {}
     }
     plan.page_size = view.page_size;
     active::build(view, leaves, plan)?;
