@@ -107,7 +107,20 @@ fn check<T: FloatElement>(dev: &Device, rng: &mut Rng, hq: usize, hkv: usize, d:
     let dtype = T::DTYPE;
     let s = scenario(rng);
     let cache = Cache::random(rng, 1, s.num_pages, hkv, PS, d, false, dtype);
-    let plan = DecodePlanBuffers::upload(dev, &host(&s), s.num_pages).unwrap();
+    // The tables arrive through `update`: first into a one-item plan's buffers (too small:
+    // reallocated), then again in place.
+    let tiny = DecodeWorkHost {
+        page_size: PS,
+        page_indices: &s.page_indices[..1],
+        work: &[item((0, 1), (0, 5), (0, 1), 0)],
+        q_pos: &[4],
+        row_to_q: &[0],
+        partial_indptr: &[0, 1],
+    };
+    let mut plan = DecodePlanBuffers::upload(dev, &tiny, s.num_pages).unwrap();
+    plan.update(dev, &host(&s), s.num_pages).unwrap();
+    plan.update(dev, &host(&s), s.num_pages).unwrap();
+    assert_eq!((plan.num_work(), plan.num_rows(), plan.num_partials()), (6, 9, 22));
     let rows = s.q_pos.len();
     let np = plan.num_partials();
     let q: Vec<f32> =
@@ -277,8 +290,14 @@ fn rejects_bad_plans(dev: &Device) {
         let e = err(&*f);
         assert!(e.contains(want), "expected `{want}`, got: {e}");
     }
+    // A rejected update leaves the plan as it was.
+    let mut plan = DecodePlanBuffers::upload(dev, &host(&s), s.num_pages).unwrap();
+    let mut broken = scenario(&mut Rng::new(7));
+    broken.work[0].slot = 9;
+    let e = plan.update(dev, &host(&broken), s.num_pages).unwrap_err();
+    assert!(e.to_string().contains("work item 0: slot 9"), "{e}");
+    assert_eq!((plan.num_work(), plan.num_rows(), plan.num_partials()), (6, 9, 22));
     // Buffers too small for the plan.
-    let plan = DecodePlanBuffers::upload(dev, &host(&s), s.num_pages).unwrap();
     let (hq, d) = (4, 64);
     let cache =
         Cache::random(&mut rng, 1, s.num_pages, 4, PS, d, false, treepo_kernels::DType::F32);

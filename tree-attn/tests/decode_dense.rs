@@ -9,7 +9,7 @@ mod tree_common;
 
 use tree_attn::{DecodeWorkspace, LeafPageTable, PlanKind, PlanOptions, decode, naive, plan};
 use tree_common::{Tree, dense_reference, random_tree, two_level};
-use treepo_kernels::ops::{DecodeParams, PagedKvLayout};
+use treepo_kernels::ops::{DecodeParams, DecodePlanBuffers, PagedKvLayout};
 use treepo_kernels::testing::{Rng, Tol, assert_close};
 use treepo_kernels::{BackendKind, DType, Device, FloatElement, bf16, f16, per_backend};
 
@@ -89,26 +89,29 @@ fn check<T: FloatElement>(
         let naive_out = to_f32(dev.download(&out).unwrap());
         assert_close(&format!("{tag} naive out"), &naive_out, &want_o, to);
         assert_close(&format!("{tag} naive lse"), &dev.download(&lse).unwrap(), &want_l, tl);
+        // One set of device tables and one workspace serve every kind (`upload_into`, `ensure`).
+        let mut tables: Option<(DecodePlanBuffers, DecodeWorkspace)> = None;
         for kind in KINDS {
             let p =
                 plan::plan(&tree.view(), &tree.leaves, &PlanOptions::new(kind, (hq / hkv) as u32))
                     .unwrap();
-            let bufs = p.upload(dev, tree.num_pages).unwrap();
-            let mut ws = DecodeWorkspace::new(dev, &bufs, hq, d).unwrap();
+            let (bufs, ws) = match tables.as_mut() {
+                Some((bufs, ws)) => {
+                    p.upload_into(dev, bufs, tree.num_pages).unwrap();
+                    ws.ensure(dev, bufs, hq, d).unwrap();
+                    (bufs, ws)
+                }
+                None => {
+                    let bufs = p.upload(dev, tree.num_pages).unwrap();
+                    let ws = DecodeWorkspace::new(dev, &bufs, hq, d).unwrap();
+                    let (bufs, ws) = tables.insert((bufs, ws));
+                    (bufs, ws)
+                }
+            };
             let mut out = treepo_kernels::testing::poisoned::<T>(dev, rows * hq * d).unwrap();
             let mut lse = treepo_kernels::testing::poisoned::<f32>(dev, rows * hq).unwrap();
-            decode(
-                dev,
-                &bufs,
-                &mut ws,
-                &qb,
-                &kvb,
-                &layout,
-                &params,
-                &mut out,
-                Some(lse.view_mut()),
-            )
-            .unwrap();
+            decode(dev, bufs, ws, &qb, &kvb, &layout, &params, &mut out, Some(lse.view_mut()))
+                .unwrap();
             let got = to_f32(dev.download(&out).unwrap());
             let e = assert_close(&format!("{tag} {kind:?} out"), &got, &want_o, to);
             assert_close(&format!("{tag} {kind:?} lse"), &dev.download(&lse).unwrap(), &want_l, tl);

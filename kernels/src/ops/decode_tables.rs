@@ -65,6 +65,19 @@ fn to_i32(op: &'static str, what: &str, v: usize) -> Result<i32> {
     i32::try_from(v).map_err(|_| invalid(op, format!("{what} = {v} exceeds i32")))
 }
 
+/// Writes `words` to the front of `buf`, replacing it when too small (the kernels find the
+/// sections at offsets derived from the table's counts, so a longer buffer is fine).
+fn store(dev: &Device, buf: &mut Buffer<i32>, words: &[i32]) -> Result<()> {
+    if words.len() <= buf.len() && buf.backend() == dev.kind() {
+        if !words.is_empty() {
+            dev.write(buf.slice_mut(0..words.len())?, words)?;
+        }
+    } else {
+        *buf = dev.upload(words)?;
+    }
+    Ok(())
+}
+
 /// Checks a CSR offset array: length `n + 1`, starts at 0, never decreases; returns the total.
 fn check_indptr(op: &'static str, name: &str, indptr: &[i32], n: usize) -> Result<usize> {
     crate::ensure!(
@@ -121,11 +134,41 @@ impl MergeRows {
     /// Uploads after checking `indptr` (monotone from 0, `num_rows + 1` entries) and `out_rows`
     /// (a permutation of `0..num_rows`).
     pub fn upload(dev: &Device, indptr: &[i32], out_rows: Option<&[i32]>) -> Result<MergeRows> {
+        let mut words = Vec::new();
+        let (num_rows, num_states, max_count) = Self::build(indptr, out_rows, &mut words)?;
+        Ok(MergeRows { buf: dev.upload(&words)?, num_rows, num_states, max_count })
+    }
+
+    /// [`upload`](Self::upload) into this table's device buffer (reallocated only when too
+    /// small). Invalid input is rejected before anything changes.
+    pub fn update(&mut self, dev: &Device, indptr: &[i32], out_rows: Option<&[i32]>) -> Result<()> {
+        self.update_with(dev, indptr, out_rows, &mut Vec::new())
+    }
+
+    fn update_with(
+        &mut self,
+        dev: &Device,
+        indptr: &[i32],
+        out_rows: Option<&[i32]>,
+        words: &mut Vec<i32>,
+    ) -> Result<()> {
+        let (num_rows, num_states, max_count) = Self::build(indptr, out_rows, words)?;
+        store(dev, &mut self.buf, words)?;
+        (self.num_rows, self.num_states, self.max_count) = (num_rows, num_states, max_count);
+        Ok(())
+    }
+
+    /// Checks the arrays and lays out the device words; returns (rows, states, max count).
+    fn build(
+        indptr: &[i32],
+        out_rows: Option<&[i32]>,
+        words: &mut Vec<i32>,
+    ) -> Result<(usize, usize, usize)> {
         crate::ensure!(!indptr.is_empty(), Self::OP, "`indptr` must hold at least one entry");
         let num_rows = indptr.len() - 1;
         let num_states = check_indptr(Self::OP, "indptr", indptr, num_rows)?;
         to_i32(Self::OP, "rows", num_rows)?;
-        let mut words = Vec::with_capacity(2 * num_rows + 1);
+        words.clear();
         words.extend_from_slice(indptr);
         match out_rows {
             Some(rows) => {
@@ -141,7 +184,7 @@ impl MergeRows {
             None => words.extend(0..num_rows as i32),
         }
         let max_count = indptr.windows(2).map(|w| (w[1] - w[0]) as usize).max().unwrap_or(0);
-        Ok(MergeRows { buf: dev.upload(&words)?, num_rows, num_states, max_count })
+        Ok((num_rows, num_states, max_count))
     }
 
     /// Output rows.
@@ -312,6 +355,8 @@ pub struct DecodePlanBuffers {
     num_pages_listed: usize,
     num_work: usize,
     max_item_rows: usize,
+    /// Host scratch of [`update`](Self::update): the coverage bitmap and the device words.
+    scratch: (Vec<bool>, Vec<i32>),
 }
 
 impl DecodePlanBuffers {
@@ -327,54 +372,11 @@ impl DecodePlanBuffers {
         h: &DecodeWorkHost<'_>,
         num_pages: usize,
     ) -> Result<DecodePlanBuffers> {
-        let op = Self::OP;
-        crate::ensure!(
-            h.page_size.is_power_of_two(),
-            op,
-            "page_size = {} must be a power of two",
-            h.page_size
-        );
-        let rows = h.q_pos.len();
-        crate::ensure!(
-            h.row_to_q.len() == rows,
-            op,
-            "`row_to_q` has {} entries but `q_pos` {rows}",
-            h.row_to_q.len()
-        );
-        let states = check_indptr(op, "partial_indptr", h.partial_indptr, rows)?;
-        if let Some((r, _)) = h.partial_indptr.windows(2).enumerate().find(|(_, w)| w[1] == w[0]) {
-            return Err(invalid(op, format!("row {r} has no partial state")));
-        }
-        check_permutation(op, "row_to_q", h.row_to_q)?;
-        if let Some((r, p)) = h.q_pos.iter().enumerate().find(|(_, p)| **p < 0) {
-            return Err(invalid(op, format!("`q_pos[{r}]` = {p} is negative")));
-        }
-        if let Some((i, v)) =
-            h.page_indices.iter().enumerate().find(|(_, v)| **v < 0 || **v as usize >= num_pages)
-        {
-            return Err(invalid(
-                op,
-                format!("`page_indices[{i}]` = {v} is outside [0, {num_pages})"),
-            ));
-        }
-        let mut written = vec![false; states];
-        let mut max_item_rows = 0usize;
-        for (i, w) in h.work.iter().enumerate() {
-            check_item(op, i, w, h, rows, &mut written)?;
-            max_item_rows = max_item_rows.max((w.row_end - w.row_begin) as usize);
-        }
-        if let Some(p) = written.iter().position(|w| !w) {
-            let r = h.partial_indptr.partition_point(|&x| x as usize <= p) - 1;
-            let slot = p - h.partial_indptr[r] as usize;
-            return Err(invalid(op, format!("partial slot {slot} of row {r} is never written")));
-        }
+        let mut written = Vec::new();
+        let max_item_rows = check_plan(h, num_pages, &mut written)?;
         let merge = MergeRows::upload(dev, h.partial_indptr, Some(h.row_to_q))?;
-        let mut words =
-            Vec::with_capacity(h.page_indices.len() + h.work.len() * WORK_ITEM_WORDS + rows);
-        words.extend_from_slice(h.page_indices);
-        words.extend_from_slice(bytemuck::cast_slice(h.work));
-        words.extend_from_slice(h.q_pos);
-        to_i32(op, "plan words", words.len())?;
+        let mut words = Vec::new();
+        plan_words(h, &mut words)?;
         Ok(DecodePlanBuffers {
             buf: dev.upload(&words)?,
             merge,
@@ -383,7 +385,38 @@ impl DecodePlanBuffers {
             num_pages_listed: h.page_indices.len(),
             num_work: h.work.len(),
             max_item_rows,
+            scratch: (written, words),
         })
+    }
+
+    /// [`upload`](Self::upload) into this plan's device buffers — reallocated only when too
+    /// small — reusing its host scratch: a decode loop calls this once per step. Invalid input
+    /// is rejected before anything changes.
+    pub fn update(&mut self, dev: &Device, h: &DecodeWorkHost<'_>, num_pages: usize) -> Result<()> {
+        let (mut written, mut words) = std::mem::take(&mut self.scratch);
+        let r = self.update_with(dev, h, num_pages, &mut written, &mut words);
+        self.scratch = (written, words);
+        r
+    }
+
+    fn update_with(
+        &mut self,
+        dev: &Device,
+        h: &DecodeWorkHost<'_>,
+        num_pages: usize,
+        written: &mut Vec<bool>,
+        words: &mut Vec<i32>,
+    ) -> Result<()> {
+        let max_item_rows = check_plan(h, num_pages, written)?;
+        self.merge.update_with(dev, h.partial_indptr, Some(h.row_to_q), words)?;
+        plan_words(h, words)?;
+        store(dev, &mut self.buf, words)?;
+        self.page_size = h.page_size;
+        self.num_pages = num_pages;
+        self.num_pages_listed = h.page_indices.len();
+        self.num_work = h.work.len();
+        self.max_item_rows = max_item_rows;
+        Ok(())
     }
 
     /// Tokens per page.
@@ -427,6 +460,60 @@ impl DecodePlanBuffers {
         let w = self.num_pages_listed;
         [0, w, w + self.num_work * WORK_ITEM_WORDS]
     }
+}
+
+/// The checks of [`DecodePlanBuffers::upload`]; returns the largest item row range.
+fn check_plan(h: &DecodeWorkHost<'_>, num_pages: usize, written: &mut Vec<bool>) -> Result<usize> {
+    let op = DecodePlanBuffers::OP;
+    crate::ensure!(
+        h.page_size.is_power_of_two(),
+        op,
+        "page_size = {} must be a power of two",
+        h.page_size
+    );
+    let rows = h.q_pos.len();
+    crate::ensure!(
+        h.row_to_q.len() == rows,
+        op,
+        "`row_to_q` has {} entries but `q_pos` {rows}",
+        h.row_to_q.len()
+    );
+    let states = check_indptr(op, "partial_indptr", h.partial_indptr, rows)?;
+    if let Some((r, _)) = h.partial_indptr.windows(2).enumerate().find(|(_, w)| w[1] == w[0]) {
+        return Err(invalid(op, format!("row {r} has no partial state")));
+    }
+    check_permutation(op, "row_to_q", h.row_to_q)?;
+    if let Some((r, p)) = h.q_pos.iter().enumerate().find(|(_, p)| **p < 0) {
+        return Err(invalid(op, format!("`q_pos[{r}]` = {p} is negative")));
+    }
+    if let Some((i, v)) =
+        h.page_indices.iter().enumerate().find(|(_, v)| **v < 0 || **v as usize >= num_pages)
+    {
+        return Err(invalid(op, format!("`page_indices[{i}]` = {v} is outside [0, {num_pages})")));
+    }
+    written.clear();
+    written.resize(states, false);
+    let mut max_item_rows = 0usize;
+    for (i, w) in h.work.iter().enumerate() {
+        check_item(op, i, w, h, rows, written)?;
+        max_item_rows = max_item_rows.max((w.row_end - w.row_begin) as usize);
+    }
+    if let Some(p) = written.iter().position(|w| !w) {
+        let r = h.partial_indptr.partition_point(|&x| x as usize <= p) - 1;
+        let slot = p - h.partial_indptr[r] as usize;
+        return Err(invalid(op, format!("partial slot {slot} of row {r} is never written")));
+    }
+    Ok(max_item_rows)
+}
+
+/// The device words of a plan: `page_indices | work | q_pos`.
+fn plan_words(h: &DecodeWorkHost<'_>, words: &mut Vec<i32>) -> Result<()> {
+    words.clear();
+    words.extend_from_slice(h.page_indices);
+    words.extend_from_slice(bytemuck::cast_slice(h.work));
+    words.extend_from_slice(h.q_pos);
+    to_i32(DecodePlanBuffers::OP, "plan words", words.len())?;
+    Ok(())
 }
 
 fn check_item(

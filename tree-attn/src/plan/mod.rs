@@ -219,6 +219,16 @@ impl Plan {
     pub fn upload(&self, dev: &Device, num_pages: usize) -> Result<DecodePlanBuffers, KernelError> {
         DecodePlanBuffers::upload(dev, &self.host(), num_pages)
     }
+    /// Uploads (and validates) into existing device tables, reusing their buffers while large
+    /// enough: the per-step upload of a decode loop.
+    pub fn upload_into(
+        &self,
+        dev: &Device,
+        bufs: &mut DecodePlanBuffers,
+        num_pages: usize,
+    ) -> Result<(), KernelError> {
+        bufs.update(dev, &self.host(), num_pages)
+    }
 }
 
 /// Plans one decode step into `plan`, reusing its buffers (see the [module docs](self)).
