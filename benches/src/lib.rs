@@ -5,4 +5,7 @@
 
 #![deny(missing_docs)]
 
+pub mod harness;
 pub mod tree_kv_workload;
+
+pub use harness::*;

@@ -5,13 +5,16 @@
 //! could have avoided (slice indexing).
 
 pub mod categorical;
+pub mod decode_tile;
 pub mod embedding;
 pub mod gather_logprob;
 pub mod gemm;
 pub mod logit_mask;
+pub mod merge_states;
 pub mod packed_attention_bwd;
 pub mod packed_attention_fwd;
 pub mod page_copy;
+pub mod paged_decode;
 pub mod paged_kv_append;
 pub mod residual_add;
 pub mod rmsnorm;
@@ -19,3 +22,4 @@ pub mod rope;
 pub mod sample;
 pub mod softmax;
 pub mod swiglu;
+pub mod tree_decode;

@@ -12,11 +12,19 @@ pub struct KernelSource {
 /// Prepended to every source: dtype helpers and small device utilities.
 pub const PRELUDE: &str = include_str!("../../cuda/common.cuh");
 
+/// Registers the `.cu` files. `"stem" + "header.cuh"` prepends a shared header (device code
+/// common to several kernels, e.g. `decode_tile.cuh`) to that file.
 macro_rules! sources {
-    ($($stem:literal),* $(,)?) => {
+    ($($stem:literal $(+ $head:literal)?),* $(,)?) => {
         /// Every `.cu` file of the crate.
         pub const SOURCES: &[KernelSource] = &[
-            $(KernelSource { stem: $stem, code: include_str!(concat!("../../cuda/", $stem, ".cu")) }),*
+            $(KernelSource {
+                stem: $stem,
+                code: concat!(
+                    $(include_str!(concat!("../../cuda/", $head)),)?
+                    include_str!(concat!("../../cuda/", $stem, ".cu"))
+                ),
+            }),*
         ];
     };
 }
@@ -35,6 +43,9 @@ sources![
     "rope",
     "softmax",
     "swiglu",
+    "merge_states",
+    "paged_decode" + "decode_tile.cuh",
+    "tree_decode" + "decode_tile.cuh",
 ];
 
 /// Looks a source up by stem.

@@ -54,3 +54,15 @@ pub use sample::{SampleParams, sample};
 pub use softmax::{log_softmax, softmax};
 pub use swiglu::swiglu;
 pub use tree_mask::{TileClass, TreeMask, block_bounds, validate_kv_row_end};
+mod decode_geom;
+mod decode_tables;
+mod merge_states;
+mod paged_decode;
+mod tree_decode;
+pub use decode_tables::{
+    DecodeParams, DecodePlanBuffers, DecodeWorkHost, MergeRows, PageTable, PageTableHost,
+    WORK_ITEM_WORDS, WorkItem,
+};
+pub use merge_states::{SingleRows, merge_states};
+pub use paged_decode::paged_decode;
+pub use tree_decode::tree_decode;

@@ -23,18 +23,25 @@ pub struct ShaderSource {
 /// The marker line of a shader with an f16 variant.
 pub const ELEM_F32: &str = "alias elem_t = f32;";
 
+/// Registers the `.wgsl` files. `NAME = "stem" + "shared"` prepends `wgsl/shared.wgsl` (code
+/// common to several shaders, e.g. `decode_tile.wgsl`; WGSL has no includes).
 macro_rules! shaders {
-    ($($name:ident = $stem:literal),* $(,)?) => {
+    ($($name:ident = $stem:literal $(+ $head:literal)?),* $(,)?) => {
         $(
             #[doc = concat!("`wgsl/", $stem, ".wgsl`")]
             pub static $name: ShaderSource = ShaderSource {
                 stem: $stem,
-                code: include_str!(concat!("../../wgsl/", $stem, ".wgsl")),
+                code: concat!(
+                    $(include_str!(concat!("../../wgsl/", $head, ".wgsl")),)?
+                    include_str!(concat!("../../wgsl/", $stem, ".wgsl"))
+                ),
                 needs_f16: false,
             };
         )*
-        /// Every `.wgsl` file of the crate.
+        /// Every standalone `.wgsl` module of the crate.
         pub static SHADERS: &[&ShaderSource] = &[$(&$name),*];
+        /// Stems of `.wgsl` files that are only prepended to other modules (shared code).
+        pub static SHADER_HEADERS: &[&str] = &[$($($head,)?)*];
     };
 }
 
@@ -53,6 +60,9 @@ shaders![
     ROPE = "rope",
     SOFTMAX = "softmax",
     SWIGLU = "swiglu",
+    MERGE_STATES = "merge_states",
+    PAGED_DECODE = "paged_decode" + "decode_tile",
+    TREE_DECODE = "tree_decode" + "decode_tile",
 ];
 
 /// The f16-storage variant of `shader`, or `None` if it has no `alias elem_t = f32;` line.

@@ -1,0 +1,306 @@
+//! The shared core of the CPU decode kernels ([`paged_decode`](super::paged_decode) and
+//! [`tree_decode`](super::tree_decode)): a tile of `m` query vectors (the rows of one job × the
+//! GQA group of one KV head) attends to a contiguous range of KV positions held in a page list.
+//!
+//! **Shared read.** Each block of up to [`BLOCK`] tokens is gathered from its pages ONCE into a
+//! contiguous `[tokens × head_dim]` scratch, then used by all `m` query vectors through two
+//! small GEMMs (`S = Q·Kᵀ`, `O += P·V`, the `gemm` crate with runtime AVX2/AVX-512 dispatch).
+//! The naive kernel calls this with one leaf's rows (m = q_rows × group); the tree kernel with
+//! a whole node's leaves (m = leaves × q_rows × group) — the only difference between them.
+//!
+//! Numerics: f32 throughout; online softmax with the running max per query vector; the LSE is
+//! the NATURAL log `max + ln(sum)`. A query vector that sees no key of the range (causally
+//! masked out, or `lim < kv_start`) yields `o = 0`, `lse = -inf` (an empty state).
+
+use super::gemm::gemm_strided;
+
+/// Tokens per gathered KV block.
+pub const BLOCK: usize = 128;
+
+/// Where one KV head of one layer lives in the cache slice (element offsets and strides of
+/// [`PagedKvLayout`](crate::ops::PagedKvLayout), with layer and head already applied in `base`).
+#[derive(Clone, Copy, Debug)]
+pub struct KvHead<'a> {
+    /// The cache elements.
+    pub data: &'a [f32],
+    /// Offset of (layer, page 0, K, head, token 0, d 0).
+    pub base: usize,
+    /// Elements between pages.
+    pub stride_page: usize,
+    /// Elements from K to V.
+    pub stride_kv: usize,
+    /// Elements between tokens.
+    pub stride_token: usize,
+    /// Tokens per page.
+    pub page_size: usize,
+    /// Values per head.
+    pub head_dim: usize,
+}
+
+/// One layer of a paged cache as the CPU kernels see it (see
+/// [`PagedKvLayout`](crate::ops::PagedKvLayout); `layer_base` = the layer's first element).
+#[derive(Clone, Copy, Debug)]
+pub struct KvGeom {
+    /// Offset of the layer's first element in the cache slice.
+    pub layer_base: usize,
+    /// Elements between pages.
+    pub stride_page: usize,
+    /// Elements from K to V.
+    pub stride_kv: usize,
+    /// Elements between heads.
+    pub stride_head: usize,
+    /// Elements between tokens.
+    pub stride_token: usize,
+    /// Tokens per page.
+    pub page_size: usize,
+    /// Values per head.
+    pub head_dim: usize,
+    /// KV heads.
+    pub num_kv_heads: usize,
+}
+
+impl KvGeom {
+    /// KV head `h` of this layer in `data`.
+    pub fn head<'a>(&self, data: &'a [f32], h: usize) -> KvHead<'a> {
+        KvHead {
+            data,
+            base: self.layer_base + h * self.stride_head,
+            stride_page: self.stride_page,
+            stride_kv: self.stride_kv,
+            stride_token: self.stride_token,
+            page_size: self.page_size,
+            head_dim: self.head_dim,
+        }
+    }
+}
+
+/// The query tile of KV head `kvh`: for each q row in `rows` (caller row indices), its `group`
+/// heads `kvh*group..` — `[rows × group × head_dim]`, query vector `i` = (row `i / group`,
+/// head `kvh*group + i % group`). `q` is `[rows, num_qo_heads, head_dim]`.
+pub fn gather_q(
+    q: &[f32],
+    rows: impl Iterator<Item = usize>,
+    num_qo_heads: usize,
+    group: usize,
+    head_dim: usize,
+    kvh: usize,
+    dst: &mut Vec<f32>,
+) {
+    dst.clear();
+    for r in rows {
+        let b = (r * num_qo_heads + kvh * group) * head_dim;
+        dst.extend_from_slice(&q[b..b + group * head_dim]);
+    }
+}
+
+/// A contiguous range of positions `[kv_start, kv_end)`; position `kv_start + i` is in page
+/// `pages[i / page_size]`, slot `i % page_size`.
+#[derive(Clone, Copy, Debug)]
+pub struct Chunk<'a> {
+    /// Page ids of the range, in order.
+    pub pages: &'a [i32],
+    /// First position.
+    pub kv_start: usize,
+    /// One past the last position.
+    pub kv_end: usize,
+}
+
+/// Reusable buffers of [`attend`].
+#[derive(Default, Debug)]
+pub struct Scratch {
+    k: Vec<f32>,
+    v: Vec<f32>,
+    s: Vec<f32>,
+    m: Vec<f32>,
+    l: Vec<f32>,
+}
+
+/// Attends `q` (`[m × head_dim]`, row-major) to `chunk` for one KV head. Query vector `i` sees
+/// positions `<= lim[i]` (and `< kv_end`). Writes the normalized output `o [m × head_dim]` and
+/// the natural-log LSE `lse [m]`. `scale` multiplies `q·k`.
+#[allow(clippy::too_many_arguments)]
+pub fn attend(
+    kv: &KvHead<'_>,
+    chunk: &Chunk<'_>,
+    q: &[f32],
+    lim: &[i64],
+    scale: f32,
+    o: &mut [f32],
+    lse: &mut [f32],
+    sc: &mut Scratch,
+) {
+    let (m, d) = (lim.len(), kv.head_dim);
+    o[..m * d].fill(0.0);
+    sc.m.clear();
+    sc.m.resize(m, f32::NEG_INFINITY);
+    sc.l.clear();
+    sc.l.resize(m, 0.0);
+    let max_lim = lim.iter().copied().max().unwrap_or(-1);
+    let hi = (chunk.kv_end as i64).min(max_lim + 1).max(chunk.kv_start as i64) as usize;
+    let mut t0 = chunk.kv_start;
+    while t0 < hi {
+        let bl = BLOCK.min(hi - t0);
+        gather(kv, chunk, t0, bl, 0, &mut sc.k);
+        gather(kv, chunk, t0, bl, kv.stride_kv, &mut sc.v);
+        sc.s.resize(m * bl, 0.0);
+        // S[m × bl] = scale · Q[m × d] · K[bl × d]ᵀ
+        gemm_strided(m, bl, d, q, (d, 1), &sc.k, (1, d), &mut sc.s, scale, 0.0, 1);
+        for i in 0..m {
+            let row = &mut sc.s[i * bl..(i + 1) * bl];
+            let nvalid = (lim[i] + 1 - t0 as i64).clamp(0, bl as i64) as usize;
+            if nvalid == 0 {
+                row.fill(0.0);
+                continue;
+            }
+            let mx = row[..nvalid].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let m_new = sc.m[i].max(mx);
+            let alpha = (sc.m[i] - m_new).exp();
+            let sum = exp_shifted(&mut row[..nvalid], m_new);
+            row[nvalid..].fill(0.0);
+            sc.l[i] = sc.l[i] * alpha + sum;
+            sc.m[i] = m_new;
+            if alpha != 1.0 {
+                o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x *= alpha);
+            }
+        }
+        // O[m × d] += P[m × bl] · V[bl × d]
+        gemm_strided(m, d, bl, &sc.s, (bl, 1), &sc.v, (d, 1), o, 1.0, 1.0, 1);
+        t0 += bl;
+    }
+    for i in 0..m {
+        let l = sc.l[i];
+        if l > 0.0 {
+            let inv = 1.0 / l;
+            o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x *= inv);
+            lse[i] = sc.m[i] + l.ln();
+        } else {
+            lse[i] = f32::NEG_INFINITY;
+        }
+    }
+}
+
+/// Copies K (`which = 0`) or V (`which = stride_kv`) of positions `[t0, t0 + n)` into `dst`
+/// as `[n × head_dim]`.
+fn gather(kv: &KvHead<'_>, c: &Chunk<'_>, t0: usize, n: usize, which: usize, dst: &mut Vec<f32>) {
+    let d = kv.head_dim;
+    dst.resize(n * d, 0.0);
+    for (t, row) in dst.chunks_exact_mut(d).enumerate() {
+        let rel = t0 + t - c.kv_start;
+        let page = c.pages[rel / kv.page_size] as usize;
+        let src = kv.base + page * kv.stride_page + which + (rel % kv.page_size) * kv.stride_token;
+        row.copy_from_slice(&kv.data[src..src + d]);
+    }
+}
+
+/// `x[i] = exp(x[i] - shift)` in place; returns the sum. A branch-free polynomial `exp`
+/// (relative error < 4e-7 for arguments in [-87, 0]; below -87 it returns 0) that the compiler
+/// vectorizes — `f32::exp` per element would dominate the tile time. On x86-64 CPUs with AVX2
+/// and FMA the same code runs compiled for them (8 lanes instead of SSE2's 4).
+pub fn exp_shifted(x: &mut [f32], shift: f32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports AVX2 and FMA, the features `exp_shifted_avx2` is compiled
+        // for (checked just above).
+        return unsafe { exp_shifted_avx2(x, shift) };
+    }
+    exp_shifted_portable(x, shift)
+}
+
+/// [`exp_shifted`] compiled for AVX2 + FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_shifted_avx2(x: &mut [f32], shift: f32) -> f32 {
+    exp_shifted_portable(x, shift)
+}
+
+/// Two simple loops the vectorizer handles: an elementwise map (if-converted selects), then
+/// an 8-lane sum (a float reduction in one accumulator would not vectorize: strict order).
+#[inline(always)]
+fn exp_shifted_portable(x: &mut [f32], shift: f32) -> f32 {
+    for v in x.iter_mut() {
+        *v = fast_exp(*v - shift);
+    }
+    let mut lanes = [0f32; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for i in 0..8 {
+            lanes[i] += c[i];
+        }
+    }
+    let mut sum: f32 = lanes.iter().sum();
+    for v in chunks.remainder() {
+        sum += *v;
+    }
+    sum
+}
+
+/// `e^x` for `x <= 0` (and -inf): `x = n·ln2 + r` with `n` an integer (Cody–Waite split of
+/// ln 2, so `r` is exact to an ulp), `e^r` by a degree-7 Taylor polynomial on `|r| <= ln2/2`,
+/// `2^n` by exponent bits. Branch-free (selects) and free of float→int casts (the integer `n`
+/// is read from the bits of `y + 1.5·2^23`), so loops over it vectorize.
+#[inline(always)]
+pub fn fast_exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // y + MAGIC rounds y to an integer n held in the low mantissa bits: bits = MAGIC_BITS + n.
+    const MAGIC: f32 = 12_582_912.0;
+    const MAGIC_BITS: u32 = 0x4b40_0000;
+    let xc = if x < -87.0 { -87.0 } else { x };
+    let t = xc * LOG2E + MAGIC;
+    let n = t - MAGIC;
+    let r = (xc - n * LN2_HI) - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0
+                    + r * (1.0 / 24.0
+                        + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+    // n in [-126, 0]: the biased exponent n + 127 is in [1, 127], a normal power of two.
+    let scale = f32::from_bits(t.to_bits().wrapping_sub(MAGIC_BITS).wrapping_add(127) << 23);
+    if x < -87.0 { 0.0 } else { p * scale }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_exp_is_accurate_and_underflows_to_zero() {
+        let mut worst = 0f64;
+        let mut x = -87.0f32;
+        while x <= 0.0 {
+            let want = (x as f64).exp();
+            let rel = ((fast_exp(x) as f64 - want) / want).abs();
+            worst = worst.max(rel);
+            x += 0.001_37;
+        }
+        assert!(worst < 4e-7, "worst relative error {worst:e}");
+        assert_eq!(fast_exp(f32::NEG_INFINITY), 0.0);
+        assert_eq!(fast_exp(-200.0), 0.0);
+        assert_eq!(fast_exp(-87.5), 0.0);
+        assert_eq!(fast_exp(0.0), 1.0);
+    }
+
+    #[test]
+    fn exp_shifted_matches_f64_on_every_path() {
+        // 37 values: a vector body plus a remainder; -inf entries (masked scores) give 0.
+        let mut x: Vec<f32> = (0..37).map(|i| (i as f32 * 1.7).sin() * 30.0).collect();
+        x[5] = f32::NEG_INFINITY;
+        let shift = 31.0;
+        // The shift is applied in f32 (as the kernel does); the exp is what is tested.
+        let want: Vec<f64> = x.iter().map(|&v| ((v - shift) as f64).exp()).collect();
+        let mut got = x.clone();
+        let sum = exp_shifted(&mut got, shift);
+        for (g, w) in got.iter().zip(&want) {
+            assert!((*g as f64 - w).abs() <= 4e-7 * w + 1e-38, "{g} vs {w}");
+        }
+        let want_sum: f64 = want.iter().sum();
+        assert!((sum as f64 - want_sum).abs() <= 1e-6 * want_sum);
+        let mut portable = x.clone();
+        assert_eq!(exp_shifted_portable(&mut portable, shift), sum);
+    }
+}

@@ -1,0 +1,76 @@
+//! Naive paged decode — the baseline every tree plan is measured against: each sequence's query
+//! rows read the sequence's whole page list (FlashInfer CSR: `indptr`, `indices`,
+//! `last_page_len`), sharing K/V only across its own rows and GQA group.
+//!
+//! Layouts: `q`, `out` `[rows, num_qo_heads, head_dim]`; `lse` `[rows, num_qo_heads]` (natural
+//! log); the cache as described by `g`. Sequence `s` owns query rows
+//! `q_indptr[s]..q_indptr[s+1]`, its last positions (causal among themselves). Work: one task
+//! per (sequence, KV head), rayon-parallel, each a [`decode_tile::attend`](super::decode_tile::attend).
+
+use rayon::prelude::*;
+
+use super::decode_tile::{Chunk, KvGeom, Scratch, attend, gather_q};
+
+/// The host arrays of a validated page table (see `ops::PageTableHost`).
+#[derive(Clone, Copy, Debug)]
+pub struct PageTableRef<'a> {
+    /// `[S+1]` page offsets.
+    pub indptr: &'a [i32],
+    /// Page ids.
+    pub indices: &'a [i32],
+    /// `[S]` tokens in each last page.
+    pub last_page_len: &'a [i32],
+    /// `[S+1]` query-row offsets.
+    pub q_indptr: &'a [i32],
+}
+
+/// Runs the naive decode; writes every row of `out` (and `lse` when given).
+#[allow(clippy::too_many_arguments)]
+pub fn paged_decode(
+    q: &[f32],
+    kv: &[f32],
+    g: &KvGeom,
+    t: &PageTableRef<'_>,
+    num_qo_heads: usize,
+    scale: f32,
+    out: &mut [f32],
+    mut lse: Option<&mut [f32]>,
+) {
+    let (d, hkv) = (g.head_dim, g.num_kv_heads);
+    let group = num_qo_heads / hkv;
+    let seqs = t.last_page_len.len();
+    let tasks: Vec<(usize, usize)> =
+        (0..seqs).flat_map(|s| (0..hkv).map(move |h| (s, h))).collect();
+    let results: Vec<(Vec<f32>, Vec<f32>)> = tasks
+        .par_iter()
+        .map_init(
+            || (Scratch::default(), Vec::new(), Vec::new()),
+            |(sc, qt, lim), &(s, h)| {
+                let (r0, r1) = (t.q_indptr[s] as usize, t.q_indptr[s + 1] as usize);
+                let (p0, p1) = (t.indptr[s] as usize, t.indptr[s + 1] as usize);
+                let len = (p1 - p0 - 1) * g.page_size + t.last_page_len[s] as usize;
+                gather_q(q, r0..r1, num_qo_heads, group, d, h, qt);
+                lim.clear();
+                for r in r0..r1 {
+                    let pos = (len - (r1 - r)) as i64;
+                    lim.extend(std::iter::repeat_n(pos, group));
+                }
+                let chunk = Chunk { pages: &t.indices[p0..p1], kv_start: 0, kv_end: len };
+                let m = lim.len();
+                let (mut o, mut l) = (vec![0f32; m * d], vec![0f32; m]);
+                attend(&g.head(kv, h), &chunk, qt, lim, scale, &mut o, &mut l, sc);
+                (o, l)
+            },
+        )
+        .collect();
+    for (&(s, h), (o, l)) in tasks.iter().zip(&results) {
+        let r0 = t.q_indptr[s] as usize;
+        for (i, (orow, &lv)) in o.chunks_exact(d).zip(l).enumerate() {
+            let (r, head) = (r0 + i / group, h * group + i % group);
+            out[(r * num_qo_heads + head) * d..][..d].copy_from_slice(orow);
+            if let Some(lse) = lse.as_deref_mut() {
+                lse[r * num_qo_heads + head] = lv;
+            }
+        }
+    }
+}
