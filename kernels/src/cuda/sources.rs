@@ -21,7 +21,7 @@ macro_rules! sources {
     };
 }
 
-sources!["residual_add", "rmsnorm",];
+sources!["fill", "residual_add", "rmsnorm", "scale", "sum_squares",];
 
 /// Looks a source up by stem.
 pub fn source(stem: &str) -> Option<&'static KernelSource> {

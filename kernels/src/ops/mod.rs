@@ -1,12 +1,18 @@
 //! The public ops: each validates its arguments once, then dispatches to the device's backend.
 //! One file per kernel stem; the CPU twin of each lives in [`crate::cpu`] under the same name.
 
+mod fill;
 mod gemm;
 mod paged_kv_layout;
 mod residual_add;
 mod rmsnorm;
+mod scale;
+mod sum_squares;
 
+pub use fill::fill;
 pub use gemm::{GemmSpec, Transpose, gemm};
 pub use paged_kv_layout::PagedKvLayout;
 pub use residual_add::residual_add;
 pub use rmsnorm::rmsnorm;
+pub use scale::scale;
+pub use sum_squares::sum_squares;

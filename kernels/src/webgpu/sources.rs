@@ -38,7 +38,14 @@ macro_rules! shaders {
     };
 }
 
-shaders![GEMM = "gemm", RESIDUAL_ADD = "residual_add", RMSNORM = "rmsnorm",];
+shaders![
+    FILL = "fill",
+    GEMM = "gemm",
+    RESIDUAL_ADD = "residual_add",
+    RMSNORM = "rmsnorm",
+    SCALE = "scale",
+    SUM_SQUARES = "sum_squares",
+];
 
 /// The f16-storage variant of `shader`, or `None` if it has no `alias elem_t = f32;` line.
 pub fn f16_variant(shader: &'static ShaderSource) -> Option<&'static ShaderSource> {
