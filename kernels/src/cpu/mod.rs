@@ -3,9 +3,11 @@
 //! models. They trust their arguments (the `ops` layer validated them) and panic only on a
 //! length mismatch the caller could have avoided (slice indexing).
 
+pub mod adamw;
 pub mod fill;
 pub mod gemm;
 pub mod residual_add;
 pub mod rmsnorm;
 pub mod scale;
 pub mod sum_squares;
+pub mod swiglu_bwd;

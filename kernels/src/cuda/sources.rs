@@ -21,7 +21,7 @@ macro_rules! sources {
     };
 }
 
-sources!["fill", "residual_add", "rmsnorm", "scale", "sum_squares",];
+sources!["adamw", "fill", "residual_add", "rmsnorm", "scale", "sum_squares", "swiglu_bwd",];
 
 /// Looks a source up by stem.
 pub fn source(stem: &str) -> Option<&'static KernelSource> {

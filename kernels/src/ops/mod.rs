@@ -1,6 +1,7 @@
 //! The public ops: each validates its arguments once, then dispatches to the device's backend.
 //! One file per kernel stem; the CPU twin of each lives in [`crate::cpu`] under the same name.
 
+mod adamw;
 mod fill;
 mod gemm;
 mod paged_kv_layout;
@@ -8,7 +9,9 @@ mod residual_add;
 mod rmsnorm;
 mod scale;
 mod sum_squares;
+mod swiglu_bwd;
 
+pub use adamw::{AdamWParams, adamw};
 pub use fill::fill;
 pub use gemm::{GemmSpec, Transpose, gemm};
 pub use paged_kv_layout::PagedKvLayout;
@@ -16,3 +19,4 @@ pub use residual_add::residual_add;
 pub use rmsnorm::rmsnorm;
 pub use scale::scale;
 pub use sum_squares::sum_squares;
+pub use swiglu_bwd::swiglu_bwd;

@@ -39,12 +39,14 @@ macro_rules! shaders {
 }
 
 shaders![
+    ADAMW = "adamw",
     FILL = "fill",
     GEMM = "gemm",
     RESIDUAL_ADD = "residual_add",
     RMSNORM = "rmsnorm",
     SCALE = "scale",
     SUM_SQUARES = "sum_squares",
+    SWIGLU_BWD = "swiglu_bwd",
 ];
 
 /// The f16-storage variant of `shader`, or `None` if it has no `alias elem_t = f32;` line.
