@@ -8,6 +8,7 @@ pub mod fill;
 pub mod gemm;
 pub mod residual_add;
 pub mod rmsnorm;
+pub mod rmsnorm_bwd;
 pub mod scale;
 pub mod sum_squares;
 pub mod swiglu_bwd;

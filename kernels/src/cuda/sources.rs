@@ -21,7 +21,16 @@ macro_rules! sources {
     };
 }
 
-sources!["adamw", "fill", "residual_add", "rmsnorm", "scale", "sum_squares", "swiglu_bwd",];
+sources![
+    "adamw",
+    "fill",
+    "residual_add",
+    "rmsnorm",
+    "rmsnorm_bwd",
+    "scale",
+    "sum_squares",
+    "swiglu_bwd",
+];
 
 /// Looks a source up by stem.
 pub fn source(stem: &str) -> Option<&'static KernelSource> {

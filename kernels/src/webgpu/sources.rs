@@ -44,6 +44,8 @@ shaders![
     GEMM = "gemm",
     RESIDUAL_ADD = "residual_add",
     RMSNORM = "rmsnorm",
+    RMSNORM_BWD = "rmsnorm_bwd",
+    RMSNORM_BWD_DW = "rmsnorm_bwd_dw",
     SCALE = "scale",
     SUM_SQUARES = "sum_squares",
     SWIGLU_BWD = "swiglu_bwd",
