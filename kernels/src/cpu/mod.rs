@@ -4,6 +4,7 @@
 //! length mismatch the caller could have avoided (slice indexing).
 
 pub mod adamw;
+pub mod embedding_bwd;
 pub mod fill;
 pub mod gemm;
 pub mod residual_add;

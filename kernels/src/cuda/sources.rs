@@ -23,6 +23,7 @@ macro_rules! sources {
 
 sources![
     "adamw",
+    "embedding_bwd",
     "fill",
     "residual_add",
     "rmsnorm",

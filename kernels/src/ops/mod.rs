@@ -2,6 +2,7 @@
 //! One file per kernel stem; the CPU twin of each lives in [`crate::cpu`] under the same name.
 
 mod adamw;
+mod embedding_bwd;
 mod fill;
 mod gemm;
 mod paged_kv_layout;
@@ -13,6 +14,7 @@ mod sum_squares;
 mod swiglu_bwd;
 
 pub use adamw::{AdamWParams, adamw};
+pub use embedding_bwd::embedding_bwd;
 pub use fill::fill;
 pub use gemm::{GemmSpec, Transpose, gemm};
 pub use paged_kv_layout::PagedKvLayout;

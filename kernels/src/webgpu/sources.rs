@@ -40,6 +40,7 @@ macro_rules! shaders {
 
 shaders![
     ADAMW = "adamw",
+    EMBEDDING_BWD = "embedding_bwd",
     FILL = "fill",
     GEMM = "gemm",
     RESIDUAL_ADD = "residual_add",
