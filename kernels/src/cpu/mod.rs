@@ -13,3 +13,5 @@ pub mod rmsnorm_bwd;
 pub mod scale;
 pub mod sum_squares;
 pub mod swiglu_bwd;
+pub mod target_logprob;
+pub mod target_logprob_bwd;

@@ -31,6 +31,8 @@ sources![
     "scale",
     "sum_squares",
     "swiglu_bwd",
+    "target_logprob",
+    "target_logprob_bwd",
 ];
 
 /// Looks a source up by stem.

@@ -12,6 +12,8 @@ mod rmsnorm_bwd;
 mod scale;
 mod sum_squares;
 mod swiglu_bwd;
+mod target_logprob;
+mod target_logprob_bwd;
 
 pub use adamw::{AdamWParams, adamw};
 pub use embedding_bwd::embedding_bwd;
@@ -24,3 +26,5 @@ pub use rmsnorm_bwd::rmsnorm_bwd;
 pub use scale::scale;
 pub use sum_squares::sum_squares;
 pub use swiglu_bwd::swiglu_bwd;
+pub use target_logprob::{LogprobTargets, target_logprob};
+pub use target_logprob_bwd::target_logprob_bwd;

@@ -50,6 +50,8 @@ shaders![
     SCALE = "scale",
     SUM_SQUARES = "sum_squares",
     SWIGLU_BWD = "swiglu_bwd",
+    TARGET_LOGPROB = "target_logprob",
+    TARGET_LOGPROB_BWD = "target_logprob_bwd",
 ];
 
 /// The f16-storage variant of `shader`, or `None` if it has no `alias elem_t = f32;` line.
