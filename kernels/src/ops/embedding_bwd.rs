@@ -35,6 +35,9 @@ pub fn embedding_bwd<'a>(
         (validate::fits_u32(OP, "tokens", tokens)?, validate::fits_u32(OP, "dim", dim)?);
     validate::fits_u32(OP, "vocab*dim", n_table)?;
     validate::fits_u32(OP, "tokens*dim", n_out)?;
+    // Column tiles of 1024 (the kernels' 256 threads × 4 columns) run as separate blocks.
+    let tiles = dim.div_ceil(1024);
+    crate::ensure!(tiles <= 65535, OP, "dim = {dim} exceeds 65535 column tiles of 1024");
     if tokens == 0 {
         return Ok(());
     }
@@ -55,13 +58,13 @@ pub fn embedding_bwd<'a>(
             let f = b.function(OP, "embedding_bwd_f32")?;
             let (dp, ip, tp) = (addr(b, &dout), addr(b, &idv), addr_mut(b, &mut dtable));
             let cfg = LaunchConfig {
-                grid_dim: (tokens32, 1, 1),
+                grid_dim: (tokens32, tiles as u32, 1),
                 block_dim: (256, 1, 1),
                 shared_mem_bytes: 0,
             };
             let mut l = b.stream().launch_builder(&f);
             l.arg(&dp).arg(&ip).arg(&tp).arg(&tokens32).arg(&dim32);
-            // SAFETY: dout holds tokens*dim f32, ids >= tokens i32 each in [0, vocab) (checked
+            // SAFETY: grid (tokens, ceil(dim/1024)) as the kernel expects; dout holds tokens*dim f32, ids >= tokens i32 each in [0, vocab) (checked
             // on upload, bound <= vocab checked above), dtable vocab*dim f32, all on this device;
             // the arguments match `embedding_bwd_f32`.
             unsafe { l.launch(cfg) }.map_err(|e| driver_err("embedding_bwd_f32", e))?;
@@ -85,7 +88,10 @@ pub fn embedding_bwd<'a>(
                 "embedding_bwd_f32",
                 bytemuck::cast_slice(&params),
                 &[buf(&dout), buf(&idv), buf_mut(&dtable)],
-                groups_1d(tokens, 1),
+                {
+                    let (x, y, _) = groups_1d(tokens, 1);
+                    (x, y, tiles as u32)
+                },
             )
         }
     }
