@@ -4,9 +4,12 @@
 //! arguments (the `ops` layer validated them) and panic only on a length mismatch the caller
 //! could have avoided (slice indexing).
 
+pub mod adamw;
 pub mod categorical;
 pub mod decode_tile;
 pub mod embedding;
+pub mod embedding_bwd;
+pub mod fill;
 pub mod gather_logprob;
 pub mod gemm;
 pub mod logit_mask;
@@ -18,8 +21,14 @@ pub mod paged_decode;
 pub mod paged_kv_append;
 pub mod residual_add;
 pub mod rmsnorm;
+pub mod rmsnorm_bwd;
 pub mod rope;
 pub mod sample;
+pub mod scale;
 pub mod softmax;
+pub mod sum_squares;
 pub mod swiglu;
+pub mod swiglu_bwd;
+pub mod target_logprob;
+pub mod target_logprob_bwd;
 pub mod tree_decode;

@@ -46,6 +46,15 @@ sources![
     "merge_states",
     "paged_decode" + "decode_tile.cuh",
     "tree_decode" + "decode_tile.cuh",
+    "adamw",
+    "embedding_bwd",
+    "fill",
+    "rmsnorm_bwd",
+    "scale",
+    "sum_squares",
+    "swiglu_bwd",
+    "target_logprob",
+    "target_logprob_bwd",
 ];
 
 /// Looks a source up by stem.

@@ -15,8 +15,11 @@
 //! | `gather_logprob` | [`gather_logprob`] |
 //! | `sample` | [`sample`] (composes the five above; no kernel of its own) |
 
+mod adamw;
 mod categorical;
 mod embedding;
+mod embedding_bwd;
+mod fill;
 mod gather_logprob;
 mod gemm;
 mod logit_mask;
@@ -40,6 +43,15 @@ mod tree_mask;
 pub use categorical::categorical;
 pub use embedding::embedding;
 pub use gather_logprob::gather_logprob;
+mod rmsnorm_bwd;
+mod scale;
+mod sum_squares;
+mod swiglu_bwd;
+mod target_logprob;
+mod target_logprob_bwd;
+pub use adamw::{AdamWParams, adamw};
+pub use embedding_bwd::embedding_bwd;
+pub use fill::fill;
 pub use gemm::{GemmSpec, Transpose, gemm};
 pub use logit_mask::{LOGIT_MASK_MAX_COLS, top_k_mask, top_p_mask};
 pub use packed_attention_bwd::{PackedAttentionGrads, PackedAttentionSaved, packed_attention_bwd};
@@ -65,4 +77,10 @@ pub use decode_tables::{
 };
 pub use merge_states::{SingleRows, merge_states};
 pub use paged_decode::paged_decode;
+pub use rmsnorm_bwd::rmsnorm_bwd;
+pub use scale::scale;
+pub use sum_squares::sum_squares;
+pub use swiglu_bwd::swiglu_bwd;
+pub use target_logprob::{LogprobTargets, target_logprob};
+pub use target_logprob_bwd::target_logprob_bwd;
 pub use tree_decode::tree_decode;

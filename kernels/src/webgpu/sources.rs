@@ -63,6 +63,16 @@ shaders![
     MERGE_STATES = "merge_states",
     PAGED_DECODE = "paged_decode" + "decode_tile",
     TREE_DECODE = "tree_decode" + "decode_tile",
+    ADAMW = "adamw",
+    EMBEDDING_BWD = "embedding_bwd",
+    FILL = "fill",
+    RMSNORM_BWD = "rmsnorm_bwd",
+    RMSNORM_BWD_DW = "rmsnorm_bwd_dw",
+    SCALE = "scale",
+    SUM_SQUARES = "sum_squares",
+    SWIGLU_BWD = "swiglu_bwd",
+    TARGET_LOGPROB = "target_logprob",
+    TARGET_LOGPROB_BWD = "target_logprob_bwd",
 ];
 
 /// The f16-storage variant of `shader`, or `None` if it has no `alias elem_t = f32;` line.
