@@ -44,3 +44,4 @@ pub mod metrics;
 pub mod model;
 pub mod rl;
 pub mod tasks;
+pub mod train;

@@ -1,6 +1,7 @@
 //! The reference decoder (Qwen2/Llama style): configuration, parameter layout, checkpoints,
 //! tokenizers and the forward pass.
 
+mod backward;
 mod checkpoint;
 mod config;
 mod forward;
@@ -10,6 +11,7 @@ mod weights;
 
 use std::path::PathBuf;
 
+pub use backward::GradScratch;
 pub use checkpoint::{INDEX_FILE, WEIGHTS_FILE, load_weights, save, write_atomic};
 pub use config::{ModelConfig, ModelType, RopeScalingConfig};
 pub use forward::{Activations, PackedBatch};
