@@ -42,6 +42,9 @@
 
 pub mod metrics;
 pub mod model;
+pub mod pipeline;
 pub mod rl;
+pub mod rollout;
+pub mod run;
 pub mod tasks;
 pub mod train;

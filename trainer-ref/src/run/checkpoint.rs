@@ -1,0 +1,135 @@
+//! Resumable checkpoints: the model in Hugging Face format (config.json, model.safetensors, the
+//! tokenizer) plus the trainer state (AdamW moments in `optimizer.safetensors`, step counters and
+//! the RNG state in `trainer_state.json`). A checkpoint directory is written under a temporary
+//! name and renamed, and `latest` is replaced atomically, so an interrupted save never leaves a
+//! half-written checkpoint as the one to resume from.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Model, Tokenizer, write_atomic};
+use crate::train::{TrainError, Trainer};
+
+/// Counters and random state needed to continue a run exactly.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// `sft` or `rl`.
+    pub phase: String,
+    /// Completed steps of the phase.
+    pub step: u64,
+    /// Completed SFT steps (kept when the RL phase runs).
+    pub sft_steps: u64,
+    /// Next train-split problem index.
+    pub next_problem: u64,
+    /// The run's random state (problem order, demonstrations).
+    pub rng: u64,
+    /// Tokens decoded so far in the RL phase (for cost-axis plots).
+    pub tokens_decoded: u64,
+    /// Seconds spent sampling so far.
+    pub sample_seconds: f64,
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
+    move |e| TrainError::Config(format!("{}: {e}", path.display()))
+}
+
+/// Saves `trainer` and `state` as `<dir>/checkpoints/step-<phase>-<step>` and points `latest`
+/// at it. Returns the checkpoint directory.
+pub fn save(
+    run_dir: &Path,
+    trainer: &Trainer,
+    tok: &Tokenizer,
+    state: &TrainerState,
+) -> Result<PathBuf, TrainError> {
+    let root = run_dir.join("checkpoints");
+    std::fs::create_dir_all(&root).map_err(io(&root))?;
+    let name = format!("{}-{:06}", state.phase, state.step);
+    let tmp = root.join(format!(".tmp-{name}"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    trainer.model.save(&tmp, tok)?;
+    let (m, v, steps) = trainer.optim.state(trainer.device())?;
+    let mut views = BTreeMap::new();
+    let (mb, vb): (&[u8], &[u8]) = (bytemuck::cast_slice(&m), bytemuck::cast_slice(&v));
+    for (k, b, len) in [("exp_avg", mb, m.len()), ("exp_avg_sq", vb, v.len())] {
+        views.insert(
+            k.to_string(),
+            TensorView::new(Dtype::F32, vec![len], b)
+                .map_err(|e| TrainError::Config(e.to_string()))?,
+        );
+    }
+    let meta =
+        std::collections::HashMap::from([("optimizer_steps".to_string(), steps.to_string())]);
+    let opt_path = tmp.join("optimizer.safetensors");
+    safetensors::serialize_to_file(views, Some(meta), &opt_path)
+        .map_err(|e| TrainError::Config(format!("{}: {e}", opt_path.display())))?;
+    let state_json =
+        serde_json::to_string_pretty(state).map_err(|e| TrainError::Config(e.to_string()))?;
+    write_atomic(&tmp.join("trainer_state.json"), state_json.as_bytes())?;
+    let dst = root.join(&name);
+    let _ = std::fs::remove_dir_all(&dst);
+    std::fs::rename(&tmp, &dst).map_err(io(&dst))?;
+    write_atomic(&root.join("latest"), name.as_bytes())?;
+    Ok(dst)
+}
+
+/// The checkpoint `latest` points at, if any.
+pub fn latest(run_dir: &Path) -> Result<Option<PathBuf>, TrainError> {
+    let p = run_dir.join("checkpoints").join("latest");
+    if !p.is_file() {
+        return Ok(None);
+    }
+    let name = std::fs::read_to_string(&p).map_err(io(&p))?;
+    let dir = run_dir.join("checkpoints").join(name.trim());
+    if !dir.is_dir() {
+        return Err(TrainError::Config(format!(
+            "{} names {} which does not exist",
+            p.display(),
+            dir.display()
+        )));
+    }
+    Ok(Some(dir))
+}
+
+/// Restores the weights, optimizer moments and state of the checkpoint `dir` into `trainer`.
+pub fn restore(dir: &Path, trainer: &mut Trainer) -> Result<TrainerState, TrainError> {
+    let dev = trainer.device().clone();
+    let model = Model::load(&dev, dir)?;
+    if model.layout() != trainer.model.layout() {
+        return Err(TrainError::Config(format!(
+            "{}: the checkpoint's model does not match the configured one",
+            dir.display()
+        )));
+    }
+    let params = model.params_host()?;
+    dev.write(trainer.model.params_mut(), &params)?;
+    let opt_path = dir.join("optimizer.safetensors");
+    let bytes = std::fs::read(&opt_path).map_err(io(&opt_path))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| TrainError::Config(format!("{}: {e}", opt_path.display())))?;
+    let read = |k: &str| -> Result<Vec<f32>, TrainError> {
+        let t = st
+            .tensor(k)
+            .map_err(|e| TrainError::Config(format!("{}: {k}: {e}", opt_path.display())))?;
+        if t.dtype() != Dtype::F32 {
+            return Err(TrainError::Config(format!("{}: {k} is not f32", opt_path.display())));
+        }
+        Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    };
+    let (m, v) = (read("exp_avg")?, read("exp_avg_sq")?);
+    let (_, meta) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| TrainError::Config(e.to_string()))?;
+    let steps = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("optimizer_steps"))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| TrainError::Config(format!("{}: no optimizer_steps", opt_path.display())))?;
+    trainer.optim.restore(&dev, &m, &v, steps)?;
+    let sp = dir.join("trainer_state.json");
+    let text = std::fs::read_to_string(&sp).map_err(io(&sp))?;
+    serde_json::from_str(&text).map_err(|e| TrainError::Config(format!("{}: {e}", sp.display())))
+}

@@ -1,0 +1,13 @@
+//! Runs as artifacts: the TOML configuration ([`RunConfig`]), metrics as JSON lines
+//! ([`MetricsLog`]), resumable checkpoints ([`checkpoint`]) and SVG plots ([`plot`]).
+
+pub mod checkpoint;
+mod config;
+mod metrics;
+pub mod plot;
+
+pub use checkpoint::TrainerState;
+pub use config::{
+    EvalSection, LossSection, ModelSection, RlSection, RunConfig, RunSection, SftSection,
+};
+pub use metrics::MetricsLog;
