@@ -3,10 +3,7 @@
 //! them must be a no-op), LSEs far apart, a permuted output order, both `SingleRows` modes, and
 //! every output dtype of the backend. Plus typed errors for bad row tables.
 
-#[macro_use]
-mod decode_common;
-
-use decode_common::{download, dtypes, tols, upload};
+use crate::decode_common::{download, dtypes, tols, upload};
 use treepo_kernels::ops::{MergeRows, SingleRows, merge_states};
 use treepo_kernels::testing::{Rng, assert_close};
 use treepo_kernels::{Device, FloatElement, per_backend};

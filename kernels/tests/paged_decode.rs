@@ -3,10 +3,7 @@
 //! head_dim 64 and 128, HND and NHD, a non-zero layer inside an offset view, segment appends
 //! (several query rows per sequence, causal among themselves) and every dtype the backend has.
 
-#[macro_use]
-mod decode_common;
-
-use decode_common::{
+use crate::decode_common::{
     Cache, PagePool, attend_ref, download, dtypes, poisoned, positions, round_to, tols, upload,
 };
 use treepo_kernels::ops::{DecodeParams, PageTable, PageTableHost, paged_decode};

@@ -15,10 +15,7 @@
 //! merged outputs are checked. Also: every invariant of `DecodePlanBuffers` is rejected when
 //! broken, with a message naming it.
 
-#[macro_use]
-mod decode_common;
-
-use decode_common::{
+use crate::decode_common::{
     Cache, PagePool, attend_ref, download, dtypes, poisoned, positions, round_to, tols, upload,
 };
 use treepo_kernels::ops::{

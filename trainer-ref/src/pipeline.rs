@@ -1,4 +1,4 @@
-//! The TreePO pipeline on any [`Engine`]: supervised warm-up steps, one RL iteration (sample →
+//! The TreePO pipeline over any sampling engine: supervised warm-up steps, one RL iteration (sample →
 //! score → advantages → clipped updates over mini-batches) and evaluation (avg@k, pass@k, maj@k).
 //!
 //! Algorithms differ only in how rollouts are sampled and which advantage estimator reads them
@@ -20,12 +20,10 @@ use crate::rollout::Rollouts;
 use crate::tasks::{Problem, SftExample, Split, Task, TaskRng};
 use crate::train::{TrainBatch, TrainError, Trainer};
 
-/// An engine whose weights can follow the policy being trained.
-pub trait PolicyEngine: Engine {
-    /// Makes the engine sample from `model`'s current weights (and drops any cached KV that
-    /// was computed with older ones).
-    fn sync_weights(&mut self, model: &Model) -> Result<(), TrainError>;
-}
+/// Samples rollouts of `problems` from the current weights of `model` in the given mode (with
+/// the given sampler settings). The caller owns the engine: an engine that borrows the model is
+/// built inside, so the update that follows can mutate the weights.
+pub type SampleFn<'a> = dyn FnMut(&Model, &TreeConfig, SamplingMode, &[Problem]) -> Result<RolloutTree, TrainError> + 'a;
 
 /// How rollouts are sampled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,7 +144,7 @@ pub struct RlStats {
     pub updated: bool,
 }
 
-/// Samples `problems` with `mode` on `engine`.
+/// Samples `problems` with `mode` on `engine` (the building block of a [`SampleFn`]).
 pub fn sample<E: Engine + ?Sized, H: TaskHooks>(
     engine: &mut E,
     sampler: &TreeSampler<H>,
@@ -165,14 +163,13 @@ pub fn sample<E: Engine + ?Sized, H: TaskHooks>(
     tree.map_err(|e| TrainError::Batch(format!("sampling failed: {e}")))
 }
 
-/// One RL iteration: sample `next_problems()` batches until enough queries survive dynamic
+/// One RL iteration: sample (through `sample_fn`) `next_problems()` batches until enough queries survive dynamic
 /// sampling, compute advantages, recompute old log-probs with the trainer's own forward, then
 /// one clipped update per mini-batch.
 #[allow(clippy::too_many_arguments)]
-pub fn rl_iteration<E: PolicyEngine, H: TaskHooks>(
+pub fn rl_iteration(
     trainer: &mut Trainer,
-    engine: &mut E,
-    sampler: &TreeSampler<H>,
+    sample_fn: &mut SampleFn<'_>,
     task: &dyn Task,
     tok: &Tokenizer,
     settings: &RlSettings,
@@ -180,7 +177,6 @@ pub fn rl_iteration<E: PolicyEngine, H: TaskHooks>(
 ) -> Result<RlStats, TrainError> {
     let mut stats = RlStats::default();
     let t0 = Instant::now();
-    engine.sync_weights(&trainer.model)?;
     let mut kept: Option<Rollouts> = None;
     let mut rounds_left = settings.dynamic_sampling.unwrap_or(0) + 1;
     let mut target = 0usize;
@@ -191,7 +187,7 @@ pub fn rl_iteration<E: PolicyEngine, H: TaskHooks>(
         if target == 0 {
             target = problems.len();
         }
-        let tree = sample(engine, sampler, settings.sampling, tok, &problems)?;
+        let tree = sample_fn(&trainer.model, &settings.sampler, settings.sampling, &problems)?;
         stats.tokens_decoded += tree.cost().tokens_decoded;
         stats.queries_sampled += problems.len();
         let mut r = Rollouts::collect(&tree, &problems, task, tok, settings.overlong.as_ref())?;
@@ -339,13 +335,11 @@ pub struct EvalReport {
     pub seconds: f64,
 }
 
-/// Samples `k` independent responses per problem (sequential sampling with `sampler`'s
+/// Samples `k` independent responses per problem (sequential sampling with `base`'s
 /// temperature and limits; its width is set to `k`) and scores them.
-#[allow(clippy::too_many_arguments)]
-pub fn evaluate<E: PolicyEngine, H: TaskHooks + Clone>(
-    engine: &mut E,
+pub fn evaluate(
+    sample_fn: &mut SampleFn<'_>,
     model: &Model,
-    hooks: &H,
     base: &TreeConfig,
     task: &dyn Task,
     tok: &Tokenizer,
@@ -353,21 +347,13 @@ pub fn evaluate<E: PolicyEngine, H: TaskHooks + Clone>(
     k: usize,
 ) -> Result<EvalReport, TrainError> {
     let t0 = Instant::now();
-    engine.sync_weights(model)?;
     let mut cfg = base.clone();
     cfg.tree_max_width = k;
     cfg.tree_random_first_div_min = None;
     cfg.tree_random_first_div_max = None;
-    let sampler =
-        TreeSampler::new(cfg, hooks.clone()).map_err(|e| TrainError::Config(e.to_string()))?;
-    let tree = sample(engine, &sampler, SamplingMode::Sequential, tok, problems)?;
+    let tree = sample_fn(model, &cfg, SamplingMode::Sequential, problems)?;
     let r = Rollouts::collect(&tree, problems, task, tok, None)?;
-    let mut report = EvalReport {
-        problems: problems.len(),
-        k,
-        tokens_decoded: tree.cost().tokens_decoded,
-        ..Default::default()
-    };
+    let mut report = EvalReport { problems: problems.len(), k, tokens_decoded: tree.cost().tokens_decoded, ..Default::default() };
     let (mut avg, mut pass, mut maj, mut len) = (0f64, 0f64, 0f64, 0f64);
     for q in 0..problems.len() {
         let leaves: Vec<_> = r.leaves.iter().filter(|l| l.query == q).collect();
@@ -384,8 +370,7 @@ pub fn evaluate<E: PolicyEngine, H: TaskHooks + Clone>(
         len += leaves.iter().map(|l| l.response.len() as f64).sum::<f64>() / n as f64;
     }
     let p = problems.len().max(1) as f64;
-    (report.avg_at_k, report.pass_at_k, report.maj_at_k, report.response_len) =
-        (avg / p, pass / p, maj / p, len / p);
+    (report.avg_at_k, report.pass_at_k, report.maj_at_k, report.response_len) = (avg / p, pass / p, maj / p, len / p);
     report.seconds = t0.elapsed().as_secs_f64();
     Ok(report)
 }

@@ -5,10 +5,8 @@
 //! and 128, two layers through one uploaded plan and workspace, every dtype of the backend.
 //! Identities: tree == naive == dense; cascade (+ merge) == flat.
 
-mod tree_common;
-
+use crate::tree_common::{Tree, dense_reference, random_tree, two_level};
 use tree_attn::{DecodeWorkspace, LeafPageTable, PlanKind, PlanOptions, decode, naive, plan};
-use tree_common::{Tree, dense_reference, random_tree, two_level};
 use treepo_kernels::ops::{DecodeParams, DecodePlanBuffers, PagedKvLayout};
 use treepo_kernels::testing::{Rng, Tol, assert_close};
 use treepo_kernels::{BackendKind, DType, Device, FloatElement, bf16, f16, per_backend};

@@ -2,9 +2,7 @@
 //! reference, packed-tree gradients against per-leaf gradients (Tree Training's gradient
 //! restoration), and the CPU reference against central finite differences.
 
-mod packed_support;
-
-use packed_support::*;
+use crate::packed_support::*;
 use tree_attn::packed::{
     PackNode, PackedAttentionGrads, PackedAttentionParams, PackedAttentionSaved, PackedTree,
     TreeMask, packed_attention_bwd,

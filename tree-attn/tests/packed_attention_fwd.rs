@@ -2,9 +2,7 @@
 //! an explicit mask built from the tree, and identities (chain tree = causal attention, packed
 //! tree = its leaves attended one by one).
 
-mod packed_support;
-
-use packed_support::*;
+use crate::packed_support::*;
 use tree_attn::packed::{PackNode, PackedAttentionParams, PackedTree, TileClass, TreeMask};
 use treepo_kernels::testing::{Rng, Tol, assert_close};
 use treepo_kernels::{DType, Device, per_backend};

@@ -1,9 +1,7 @@
 //! Packing helpers: exact arrays of scripted forests, the mask of random forests against the
 //! ancestor relation, and typed errors.
 
-mod packed_support;
-
-use packed_support::{dense_mask, random_forest};
+use crate::packed_support::{dense_mask, random_forest};
 use tree_attn::packed::{PackError, PackNode, PackedTree, TreeMask};
 use treepo_kernels::Device;
 use treepo_kernels::testing::Rng;

@@ -3,11 +3,9 @@
 //! pages agree with the tree, a node's items cover exactly the leaves below it, the tree plan
 //! reads every distinct token once), determinism with buffer reuse, and typed errors.
 
-mod tree_common;
-
+use crate::tree_common::{Tree, random_tree};
 use tree_attn::plan::{plan, split_to_fill};
 use tree_attn::{LeafQuery, NodeKv, Plan, PlanError, PlanKind, PlanOptions, TreeKvView, plan_into};
-use tree_common::{Tree, random_tree};
 use treepo_kernels::ops::WorkItem;
 use treepo_kernels::testing::Rng;
 
@@ -287,7 +285,7 @@ fn split_to_fill_rounds_to_pages() {
     assert_eq!(split_to_fill(2048, 1, 16), 2048);
     // TreeFill with one unit splits nothing; with 16 units a 1k prefix + 16×64 becomes 8 pieces.
     let mut rng = Rng::new(3);
-    let tree = tree_common::two_level(&mut rng, 16, 16, 1024, 64);
+    let tree = crate::tree_common::two_level(&mut rng, 16, 16, 1024, 64);
     let opts = |units| PlanOptions::new(PlanKind::TreeFill { units }, 4);
     let one = plan(&tree.view(), &tree.leaves, &opts(1)).unwrap();
     let tree_plan = plan(&tree.view(), &tree.leaves, &PlanOptions::new(PlanKind::Tree, 4)).unwrap();
