@@ -23,7 +23,8 @@ use crate::train::{TrainBatch, TrainError, Trainer};
 /// Samples rollouts of `problems` from the current weights of `model` in the given mode (with
 /// the given sampler settings). The caller owns the engine: an engine that borrows the model is
 /// built inside, so the update that follows can mutate the weights.
-pub type SampleFn<'a> = dyn FnMut(&Model, &TreeConfig, SamplingMode, &[Problem]) -> Result<RolloutTree, TrainError> + 'a;
+pub type SampleFn<'a> = dyn FnMut(&Model, &TreeConfig, SamplingMode, &[Problem]) -> Result<RolloutTree, TrainError>
+    + 'a;
 
 /// How rollouts are sampled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -353,7 +354,12 @@ pub fn evaluate(
     cfg.tree_random_first_div_max = None;
     let tree = sample_fn(model, &cfg, SamplingMode::Sequential, problems)?;
     let r = Rollouts::collect(&tree, problems, task, tok, None)?;
-    let mut report = EvalReport { problems: problems.len(), k, tokens_decoded: tree.cost().tokens_decoded, ..Default::default() };
+    let mut report = EvalReport {
+        problems: problems.len(),
+        k,
+        tokens_decoded: tree.cost().tokens_decoded,
+        ..Default::default()
+    };
     let (mut avg, mut pass, mut maj, mut len) = (0f64, 0f64, 0f64, 0f64);
     for q in 0..problems.len() {
         let leaves: Vec<_> = r.leaves.iter().filter(|l| l.query == q).collect();
@@ -370,7 +376,8 @@ pub fn evaluate(
         len += leaves.iter().map(|l| l.response.len() as f64).sum::<f64>() / n as f64;
     }
     let p = problems.len().max(1) as f64;
-    (report.avg_at_k, report.pass_at_k, report.maj_at_k, report.response_len) = (avg / p, pass / p, maj / p, len / p);
+    (report.avg_at_k, report.pass_at_k, report.maj_at_k, report.response_len) =
+        (avg / p, pass / p, maj / p, len / p);
     report.seconds = t0.elapsed().as_secs_f64();
     Ok(report)
 }

@@ -1,9 +1,7 @@
 //! The whole model's backward pass against central finite differences (every tensor, both
 //! the log-prob and the entropy paths), and every backend's gradients against the CPU's.
 
-mod common;
-
-use common::{random_tree, tiny_config, trainer};
+use crate::common::{random_tree, tiny_config, trainer};
 use treepo_kernels::testing::{Rng, Tol, assert_close};
 use treepo_kernels::{Device, per_backend};
 use treepo_trainer::model::ModelType;

@@ -2,9 +2,7 @@
 //! parameter gradients on random trees, with clipping active on some tokens; the on-policy
 //! first step is the plain policy gradient.
 
-mod common;
-
-use common::{per_leaf_batch, random_tree, tiny_config, trainer};
+use crate::common::{per_leaf_batch, random_tree, tiny_config, trainer};
 use treepo_kernels::Device;
 use treepo_kernels::testing::{Rng, Tol, assert_close};
 use treepo_trainer::model::ModelType;

@@ -1,0 +1,24 @@
+//! Every integration test of this crate in one binary (one link, one file to carry to the
+//! GPU machine); each file below is a module, named after the kernel or feature it tests.
+
+mod common;
+
+mod advantage_edge;
+mod advantage_flat;
+mod advantage_treepo;
+mod config_names;
+mod filters;
+mod hf_parity;
+mod loss;
+mod metrics;
+mod model_checkpoint;
+mod packed;
+mod tasks_api;
+mod tasks_countdown;
+mod tasks_fuzz;
+mod tasks_math;
+mod tasks_parity_arith;
+mod train_gradients;
+mod train_optim;
+mod train_packed;
+mod train_trajectory;
