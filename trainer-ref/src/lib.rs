@@ -40,6 +40,7 @@
 
 #![deny(missing_docs)]
 
+pub mod engine;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;

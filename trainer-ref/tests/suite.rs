@@ -2,11 +2,18 @@
 //! GPU machine); each file below is a module, named after the kernel or feature it tests.
 
 mod common;
+mod engine_common;
 
 mod advantage_edge;
 mod advantage_flat;
 mod advantage_treepo;
+mod cli_sample;
 mod config_names;
+mod engine_determinism;
+mod engine_parity;
+mod engine_pool;
+mod engine_sampler;
+mod engine_tree;
 mod filters;
 mod hf_parity;
 mod loss;

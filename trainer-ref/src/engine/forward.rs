@@ -1,0 +1,252 @@
+//! The KV-cached forward pass over the rows of several leaves at once.
+//!
+//! Shapes (n rows, C hidden, qa = hq·da, kv2 = 2·hkv·da, I MLP width):
+//! ```text
+//! x       = embed[ids]                                         [n, C]
+//! per layer l:
+//!   ln    = rmsnorm(x) · w1                                    [n, C]
+//!   q     = ln · Wqᵀ (+ bq);  kv = ln · Wkvᵀ (+ bkv)            [n, qa], [n, kv2]
+//!   RoPE(q), RoPE(k) at the rows' positions
+//!   paged_kv_append(k, v → slots, layer l)       ← every row's K/V lands before anyone attends
+//!   att   = tree_decode(q; the leaves' paged KV, causal)       [n, qa]
+//!   x    += att · Woᵀ                                          (GEMM with beta = 1)
+//!   ln    = rmsnorm(x) · w2
+//!   x    += (silu(ln · Wgᵀ) ⊙ ln · Wuᵀ) · Wdownᵀ
+//! h       = rmsnorm(x) · wf                                    [n, C]  (the pending hiddens)
+//! ```
+//! This is `Model::forward` (the packed training pass) with the attention reading the paged
+//! cache instead of the batch, so the two agree to rounding (a test checks every position).
+//! Appending all rows of a layer before attending is what lets a prompt row attend to pages
+//! that another prompt of the same prefill reused from it (the radix index shares full pages
+//! at `create_root`, before their K/V exist).
+
+use tree_kv::{NodeId, TreeKvCache};
+use treepo_kernels::ops::{
+    self, DecodeParams, GemmSpec, PageCopyJobs, PagedKvLayout, RopeDirection, RopeShape,
+};
+use treepo_kernels::{Buffer, Device, KernelError};
+use treepo_sampler::EngineError;
+
+use super::error::{backend, internal};
+use super::step::StepPlan;
+use super::weights::{AttnWeights, Dims};
+use super::workspace::{Workspace, set_indices};
+use crate::model::Model;
+
+/// Everything on the device side of the engine.
+pub(crate) struct Core<'m> {
+    pub model: &'m Model,
+    pub dev: Device,
+    pub d: Dims,
+    pub w: AttnWeights,
+    pub kv: Buffer<f32>,
+    pub layout: PagedKvLayout,
+    pub step: StepPlan,
+    pub ws: Workspace,
+    pub max_rows: usize,
+    /// Upper bound of positions (the RoPE index bound).
+    pub max_context: usize,
+    pub copy_jobs: Option<PageCopyJobs>,
+}
+
+/// The rows of one forward pass, in query-row order: leaf `i` contributes the rows of
+/// `spans[i]`, consecutively.
+pub(crate) struct Rows<'a> {
+    pub leaves: &'a [NodeId],
+    pub spans: &'a [(u32, u32)],
+    pub ids: &'a [i32],
+    pub positions: &'a [i32],
+    pub slots: &'a [i32],
+}
+
+impl Core<'_> {
+    /// Computes `rows` through every layer; afterwards `ws.h[..n·C]` holds their final-norm
+    /// hidden states (n = number of rows).
+    pub fn forward(&mut self, cache: &TreeKvCache, rows: &Rows<'_>) -> Result<(), EngineError> {
+        let n = rows.ids.len();
+        if n == 0 || n > self.max_rows || rows.positions.len() != n || rows.slots.len() != n {
+            return Err(internal("forward", format!("{n} rows for a {} row limit", self.max_rows)));
+        }
+        let (dev, d) = (&self.dev, &self.d);
+        self.ws.ensure(dev, d, n, self.max_rows).map_err(backend)?;
+        set_indices(&mut self.ws.ids, dev, rows.ids, d.vocab).map_err(backend)?;
+        set_indices(&mut self.ws.pos, dev, rows.positions, self.max_context).map_err(backend)?;
+        let slots = self.layout.num_pages * self.layout.page_size;
+        set_indices(&mut self.ws.slots, dev, rows.slots, slots).map_err(backend)?;
+        self.step.build(dev, cache, rows.leaves, rows.spans, d.hq, d.da)?;
+        self.layers(n).map_err(backend)
+    }
+
+    fn layers(&mut self, n: usize) -> Result<(), KernelError> {
+        let Core { model, dev, d, w, kv, layout, step, ws, .. } = self;
+        let (c, qa, kv2, im) = (d.c, d.qa(), d.kva2(), d.im);
+        let p = model.params();
+        let lay = model.layout();
+        let pw = |r: &std::ops::Range<usize>| p.slice(r.clone());
+        let aw = w.buffer(model);
+        let a = |r: &std::ops::Range<usize>| aw.slice(r.clone());
+        let missing = || KernelError::Invalid { op: "engine", msg: "index buffers unset".into() };
+        let (ids, pos, slots) = (
+            ws.ids.as_ref().ok_or_else(missing)?,
+            ws.pos.as_ref().ok_or_else(missing)?,
+            ws.slots.as_ref().ok_or_else(missing)?,
+        );
+        let (bufs, dws) = match (&step.bufs, &mut step.ws) {
+            (Some(b), Some(w)) => (b, w),
+            _ => return Err(KernelError::Invalid { op: "engine", msg: "plan not built".into() }),
+        };
+        let rc = 0..n * c;
+        ops::embedding(dev, pw(&lay.embed)?, ids, ws.x.slice_mut(rc.clone())?, n, d.vocab, c)?;
+        let qs = RopeShape {
+            tokens: n,
+            num_heads: d.hq,
+            head_dim: d.hd,
+            token_stride: qa,
+            head_stride: d.da,
+        };
+        let ks = RopeShape {
+            tokens: n,
+            num_heads: d.hkv,
+            head_dim: d.hd,
+            token_stride: kv2,
+            head_stride: d.da,
+        };
+        let half = kv2 / 2;
+        for (l, (lp, at)) in lay.layers.iter().zip(&w.layers).enumerate() {
+            ops::rmsnorm(
+                dev,
+                ws.x.slice(rc.clone())?,
+                pw(&lp.ln1)?,
+                ws.ln.slice_mut(rc.clone())?,
+                None,
+                n,
+                c,
+                d.eps,
+            )?;
+            let lnv = ws.ln.slice(rc.clone())?;
+            let (qv, kvv) = (0..n * qa, 0..n * kv2);
+            ops::gemm(
+                dev,
+                lnv,
+                a(&at.wq)?,
+                ws.q.slice_mut(qv.clone())?,
+                &GemmSpec::linear(n, qa, c),
+            )?;
+            ops::gemm(
+                dev,
+                lnv,
+                a(&at.wkv)?,
+                ws.kv.slice_mut(kvv.clone())?,
+                &GemmSpec::linear(n, kv2, c),
+            )?;
+            if let (Some(bq), Some(bkv)) = (&at.bq, &at.bkv) {
+                let ones = ws.ones.slice(0..n)?;
+                let bias = |k: usize| GemmSpec::plain(n, k, 1).scaled(1.0, 1.0);
+                ops::gemm(dev, ones, a(bq)?, ws.q.slice_mut(qv.clone())?, &bias(qa))?;
+                ops::gemm(dev, ones, a(bkv)?, ws.kv.slice_mut(kvv.clone())?, &bias(kv2))?;
+            }
+            ops::rope(
+                dev,
+                ws.q.slice_mut(qv.clone())?,
+                pos,
+                model.inv_freq(),
+                &qs,
+                RopeDirection::Forward,
+            )?;
+            ops::rope(
+                dev,
+                ws.kv.slice_mut(kvv.clone())?,
+                pos,
+                model.inv_freq(),
+                &ks,
+                RopeDirection::Forward,
+            )?;
+            // k of token t at t·kv2, v at t·kv2 + half; each view ends with the last token's row.
+            let extent = (n - 1) * kv2 + half;
+            ops::paged_kv_append_strided(
+                dev,
+                &mut *kv,
+                layout,
+                l,
+                ws.kv.slice(0..extent)?,
+                ws.kv.slice(half..half + extent)?,
+                slots,
+                kv2,
+            )?;
+            let params = DecodeParams { num_qo_heads: d.hq, layer: l, sm_scale: d.sm_scale };
+            tree_attn::decode(
+                dev,
+                bufs,
+                dws,
+                ws.q.slice(qv.clone())?,
+                &*kv,
+                layout,
+                &params,
+                ws.att.slice_mut(qv.clone())?,
+                None,
+            )?;
+            let acc = |m: usize, k: usize| GemmSpec::linear(n, m, k).scaled(1.0, 1.0);
+            ops::gemm(
+                dev,
+                ws.att.slice(qv)?,
+                a(&at.wo)?,
+                ws.x.slice_mut(rc.clone())?,
+                &acc(c, qa),
+            )?;
+            ops::rmsnorm(
+                dev,
+                ws.x.slice(rc.clone())?,
+                pw(&lp.ln2)?,
+                ws.ln.slice_mut(rc.clone())?,
+                None,
+                n,
+                c,
+                d.eps,
+            )?;
+            let (wg, wu) = (
+                lp.wgate_up.start..lp.wgate_up.start + im * c,
+                lp.wgate_up.start + im * c..lp.wgate_up.end,
+            );
+            let ri = 0..n * im;
+            let lnv = ws.ln.slice(rc.clone())?;
+            ops::gemm(
+                dev,
+                lnv,
+                pw(&wg)?,
+                ws.gate.slice_mut(ri.clone())?,
+                &GemmSpec::linear(n, im, c),
+            )?;
+            ops::gemm(
+                dev,
+                lnv,
+                pw(&wu)?,
+                ws.up.slice_mut(ri.clone())?,
+                &GemmSpec::linear(n, im, c),
+            )?;
+            ops::swiglu(
+                dev,
+                ws.gate.slice(ri.clone())?,
+                ws.up.slice(ri.clone())?,
+                ws.act.slice_mut(ri.clone())?,
+                n * im,
+            )?;
+            ops::gemm(
+                dev,
+                ws.act.slice(ri)?,
+                pw(&lp.wdown)?,
+                ws.x.slice_mut(rc.clone())?,
+                &acc(c, im),
+            )?;
+        }
+        ops::rmsnorm(
+            dev,
+            ws.x.slice(rc.clone())?,
+            pw(&lay.final_norm)?,
+            ws.h.slice_mut(rc)?,
+            None,
+            n,
+            c,
+            d.eps,
+        )
+    }
+}
