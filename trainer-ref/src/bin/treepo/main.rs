@@ -1,9 +1,27 @@
-//! `treepo`: the command line of treepo-rs. Each subcommand lives in its own module with its
-//! clap arguments and a `run` function; errors are `anyhow` chains printed once, here.
+//! `treepo`: the command line of treepo-rs — train small models with TreePO (tree-structured
+//! rollouts) and its baselines. Each subcommand lives in its own module with its clap arguments
+//! and a `run` function; errors are `anyhow` chains printed once, here.
+//!
+//! ```text
+//! treepo demo                          SFT warm-up + TreePO RL on a synthetic task, CPU, minutes
+//! treepo sft   --config FILE.toml      supervised warm-up only
+//! treepo train --config FILE.toml [--algo treepo|grpo|grpo-tree|dr-grpo|rloo|reinforce-pp]
+//! treepo eval  --model DIR --task NAME avg@k, pass@k, maj@k, response length
+//! treepo sample --model DIR --prompt TEXT [--tree | --sequential]
+//! treepo bench                         engine throughput: tree vs sequential sampling
+//! treepo experiment NAME               the paper's comparisons at small scale
+//! ```
 
+mod bench_cmd;
+mod common;
+mod demo;
 mod device;
+mod eval_cmd;
+mod experiment;
+mod runner;
 mod sample;
 mod sample_report;
+mod train_cmd;
 
 use std::process::ExitCode;
 
@@ -19,14 +37,33 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// SFT warm-up then TreePO RL on a synthetic task; prints accuracy before and after RL.
+    Demo(demo::DemoArgs),
+    /// Supervised warm-up only (the `[sft]` section of a config).
+    Sft(train_cmd::TrainArgs),
+    /// A full run from a TOML config: SFT (unless the model is loaded), then RL.
+    Train(train_cmd::TrainArgs),
+    /// Evaluate a checkpoint: avg@k, pass@k, maj@k and response length.
+    Eval(eval_cmd::EvalArgs),
     /// Sample a rollout tree (or the sequential baseline) for one prompt and print it.
     Sample(sample::SampleArgs),
+    /// Engine throughput on this machine: decode tokens/s, tree vs sequential sampling.
+    Bench(bench_cmd::BenchArgs),
+    /// The paper's comparisons at small scale; writes a markdown report.
+    Experiment(experiment::ExperimentArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    common::install_ctrl_c();
     let result = match cli.command {
+        Command::Demo(a) => demo::run(a),
+        Command::Sft(a) => train_cmd::run(a, true),
+        Command::Train(a) => train_cmd::run(a, false),
+        Command::Eval(a) => eval_cmd::run(a),
         Command::Sample(args) => sample::run(&args),
+        Command::Bench(a) => bench_cmd::run(a),
+        Command::Experiment(a) => experiment::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,345 @@
+//! A run from a [`RunConfig`]: supervised warm-up, evaluation, RL, evaluation — with a run
+//! directory (resolved config, metrics JSONL, checkpoints, plots, summary) that can be resumed
+//! from its last checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow};
+use serde::Serialize;
+use treepo_trainer::pipeline::{self, EvalReport, RlSettings};
+use treepo_trainer::rl::{
+    AdvantageConfig, ClipConfig, KlPenalty, OverlongPenalty, PolicyLossConfig,
+};
+use treepo_trainer::run::{MetricsLog, RunConfig, TrainerState, checkpoint, plot};
+use treepo_trainer::tasks::{Split, TaskRng, problems};
+use treepo_trainer::train::{AdamW, Trainer};
+
+use crate::common::{self, interrupted};
+
+/// Which phases to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Phases {
+    /// Supervised warm-up.
+    pub sft: bool,
+    /// Reinforcement learning.
+    pub rl: bool,
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Evaluation before RL (after SFT).
+    pub before: Option<EvalReport>,
+    /// Evaluation after RL.
+    pub after: Option<EvalReport>,
+    /// Tokens the engine decoded during RL.
+    pub rl_tokens_decoded: u64,
+    /// Seconds spent sampling during RL.
+    pub rl_sample_seconds: f64,
+    /// Wall-clock seconds of the whole run.
+    pub seconds: f64,
+    /// Whether Ctrl-C stopped the run early.
+    pub interrupted: bool,
+}
+
+/// Runs `cfg` into `run_dir`.
+pub fn run(
+    cfg: &RunConfig,
+    run_dir: &Path,
+    phases: Phases,
+    resume: bool,
+    quiet: bool,
+) -> Result<Summary> {
+    let t0 = Instant::now();
+    std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    let existing = checkpoint::latest(run_dir)?;
+    if existing.is_some() && !resume {
+        return Err(anyhow!(
+            "{} already holds a run: pass --resume to continue it, or choose another --name/--out",
+            run_dir.display()
+        ));
+    }
+    std::fs::write(run_dir.join("config.toml"), cfg.to_toml()?).context("writing config.toml")?;
+    let dev = common::device(&cfg.run.device)?;
+    let task = common::task(cfg)?;
+    let (model, tok) = common::model(&dev, cfg, task.as_ref())?;
+    if !quiet {
+        eprintln!(
+            "run {}: task {}, model {} params ({} layers, C {}), device {}",
+            run_dir.display(),
+            task.name(),
+            model.layout().total,
+            model.config().num_hidden_layers,
+            model.config().hidden_size,
+            dev.description()
+        );
+    }
+    let hooks = common::hooks(task.as_ref(), &tok)?;
+    let rl_sampler =
+        common::sampler_config(&cfg.rl.sampler, task.as_ref(), &tok, &model, cfg.run.seed)?;
+    let mut eval_sampler = rl_sampler.clone();
+    eval_sampler.temperature = cfg.eval.temperature;
+    eval_sampler.seed = cfg.run.seed ^ 0xe7a1;
+    let mut sample = common::sample_fn(&tok, &hooks, cfg.run.kv_pages);
+    let eval_problems = problems(task.as_ref(), Split::Eval, 0..cfg.eval.problems as u64)
+        .map_err(|e| anyhow!("{e}"))?;
+    let mut metrics = MetricsLog::open(&run_dir.join("metrics.jsonl"))?;
+
+    let sft_optim = AdamW::new(&model, cfg.sft.optim)?;
+    let mut trainer = Trainer::new(model, sft_optim);
+    let mut state = TrainerState { phase: "sft".into(), rng: cfg.run.seed, ..Default::default() };
+    if let Some(dir) = &existing {
+        // The checkpoint's phase decides which optimizer its moments belong to.
+        let text = std::fs::read_to_string(dir.join("trainer_state.json"))?;
+        let saved: TrainerState = serde_json::from_str(&text)?;
+        if saved.phase == "rl" {
+            trainer.optim = AdamW::new(&trainer.model, cfg.rl.optim)?;
+        }
+        state = checkpoint::restore(dir, &mut trainer)?;
+        eprintln!("resuming from {} ({} step {})", dir.display(), state.phase, state.step);
+    }
+    let mut summary = Summary { run_dir: run_dir.to_path_buf(), ..Default::default() };
+
+    // Supervised warm-up.
+    if phases.sft && state.phase == "sft" && (state.step as usize) < cfg.sft.steps {
+        let mut rng = TaskRng::for_query(state.rng, 0);
+        let pb = common::progress(cfg.sft.steps as u64, "sft");
+        pb.set_position(state.step);
+        let batch = cfg.sft.batch_size;
+        while (state.step as usize) < cfg.sft.steps {
+            if interrupted() {
+                break;
+            }
+            let first = state.next_problem;
+            let losses = pipeline::sft_steps(
+                &mut trainer,
+                task.as_ref(),
+                &tok,
+                first,
+                batch,
+                1,
+                &mut rng,
+                |_, _| {},
+            )?;
+            state.step += 1;
+            state.sft_steps = state.step;
+            state.next_problem += batch as u64;
+            metrics.log("sft", state.step, &serde_json::json!({"loss": losses[0]}))?;
+            pb.set_message(format!("loss {:.4}", losses[0]));
+            pb.inc(1);
+        }
+        pb.finish();
+        state.rng = state.rng.wrapping_add(state.step);
+        checkpoint::save(run_dir, &trainer, &tok, &state)?;
+        if interrupted() {
+            summary.interrupted = true;
+            eprintln!("interrupted: checkpoint saved in {}", run_dir.join("checkpoints").display());
+            return Ok(summary);
+        }
+    }
+
+    // Evaluation before RL.
+    let eval = |trainer: &Trainer, sample: &mut pipeline::SampleFn<'_>| -> Result<EvalReport> {
+        Ok(pipeline::evaluate(
+            sample,
+            &trainer.model,
+            &eval_sampler,
+            task.as_ref(),
+            &tok,
+            &eval_problems,
+            cfg.eval.k,
+        )?)
+    };
+    if phases.rl && state.phase == "sft" {
+        let before = eval(&trainer, &mut sample)?;
+        metrics.log(
+            "eval",
+            0,
+            &serde_json::json!({"when": "after_sft", "tokens_decoded": 0, "report": &before}),
+        )?;
+        if !quiet {
+            eprintln!(
+                "after SFT: avg@{k} {:.3}, pass@{k} {:.3}, maj@{k} {:.3}, length {:.1}",
+                before.avg_at_k,
+                before.pass_at_k,
+                before.maj_at_k,
+                before.response_len,
+                k = before.k
+            );
+        }
+        summary.before = Some(before);
+        trainer.optim = AdamW::new(&trainer.model, cfg.rl.optim)?;
+        state.phase = "rl".into();
+        state.step = 0;
+    }
+
+    // Reinforcement learning.
+    if phases.rl {
+        let (mode, estimator) = cfg.rl.algo.parts();
+        let mut advantage = cfg.rl.advantage.clone().unwrap_or_default();
+        if cfg.rl.advantage.is_none() {
+            advantage.estimator = estimator;
+        }
+        let max_len = rl_sampler
+            .max_response_length
+            .unwrap_or(rl_sampler.tree_max_depth * rl_sampler.tree_max_token_per_step);
+        let settings = RlSettings {
+            sampling: mode,
+            advantage: AdvantageConfig { ..advantage },
+            loss: PolicyLossConfig {
+                clip: ClipConfig {
+                    clip_ratio_low: cfg.rl.loss.clip_ratio_low,
+                    clip_ratio_high: cfg.rl.loss.clip_ratio_high,
+                    clip_ratio_c: (cfg.rl.loss.clip_ratio_c > 0.0)
+                        .then_some(cfg.rl.loss.clip_ratio_c),
+                },
+                aggregation: cfg.rl.loss.loss_agg_mode,
+                kl: (cfg.rl.loss.kl_coef > 0.0).then_some(KlPenalty { coef: cfg.rl.loss.kl_coef }),
+                entropy_coef: cfg.rl.loss.entropy_coef,
+            },
+            sampler: rl_sampler.clone(),
+            mini_batches: cfg.rl.mini_batches,
+            packed: cfg.rl.packed && mode == pipeline::SamplingMode::Tree,
+            dynamic_sampling: usize::try_from(cfg.rl.dynamic_sampling_rounds).ok(),
+            overlong: (cfg.rl.overlong_buffer > 0).then(|| OverlongPenalty {
+                max_response_len: max_len,
+                buffer_len: cfg.rl.overlong_buffer,
+                factor: 1.0,
+            }),
+        };
+        if settings.loss.kl.is_some() {
+            trainer.reference = Some(treepo_trainer::model::Model::from_params(
+                trainer.device(),
+                trainer.model.config().clone(),
+                &trainer.model.params_host()?,
+            )?);
+        }
+        let pb = common::progress(cfg.rl.steps, cfg.rl.algo.name());
+        pb.set_position(state.step);
+        let q = cfg.rl.queries_per_step;
+        let mut next_index = state.next_problem.max(1 << 20);
+        while state.step < cfg.rl.steps {
+            if interrupted() {
+                break;
+            }
+            let mut next = || {
+                let p = problems(task.as_ref(), Split::Train, next_index..next_index + q as u64)
+                    .map_err(|e| treepo_trainer::train::TrainError::Batch(e.to_string()));
+                next_index += q as u64;
+                p
+            };
+            let stats = pipeline::rl_iteration(
+                &mut trainer,
+                &mut sample,
+                task.as_ref(),
+                &tok,
+                &settings,
+                &mut next,
+            )?;
+            state.step += 1;
+            state.next_problem = next_index;
+            state.tokens_decoded += stats.tokens_decoded as u64;
+            state.sample_seconds += stats.time_sample;
+            metrics.log("rl", state.step, &serde_json::json!({"algo": cfg.rl.algo.name(), "tokens_decoded_total": state.tokens_decoded, "stats": &stats}))?;
+            pb.set_message(format!(
+                "reward {:+.3} acc {:.3} len {:.1}",
+                stats.reward, stats.acc, stats.response_len
+            ));
+            pb.inc(1);
+            if cfg.eval.every > 0 && state.step % cfg.eval.every == 0 && state.step < cfg.rl.steps {
+                let r = eval(&trainer, &mut sample)?;
+                metrics.log("eval", state.step, &serde_json::json!({"when": "during_rl", "tokens_decoded": state.tokens_decoded, "report": &r}))?;
+            }
+            if cfg.run.checkpoint_every > 0 && state.step % cfg.run.checkpoint_every == 0 {
+                checkpoint::save(run_dir, &trainer, &tok, &state)?;
+            }
+        }
+        pb.finish();
+        checkpoint::save(run_dir, &trainer, &tok, &state)?;
+        summary.rl_tokens_decoded = state.tokens_decoded;
+        summary.rl_sample_seconds = state.sample_seconds;
+        if interrupted() {
+            summary.interrupted = true;
+            eprintln!("interrupted: checkpoint saved in {}", run_dir.join("checkpoints").display());
+            return Ok(summary);
+        }
+        let after = eval(&trainer, &mut sample)?;
+        metrics.log("eval", state.step, &serde_json::json!({"when": "after_rl", "tokens_decoded": state.tokens_decoded, "report": &after}))?;
+        summary.after = Some(after);
+    }
+    summary.seconds = t0.elapsed().as_secs_f64();
+    std::fs::write(run_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?)?;
+    plots(run_dir, &[run_dir.to_path_buf()])?;
+    Ok(summary)
+}
+
+/// Accuracy vs RL step and vs tokens decoded, one line per run directory (labelled with its
+/// algorithm), written into `out`.
+pub fn plots(out: &Path, runs: &[PathBuf]) -> Result<()> {
+    let mut by_step = Vec::new();
+    let mut by_tokens = Vec::new();
+    let mut train_acc = Vec::new();
+    for dir in runs {
+        let records = MetricsLog::read(&dir.join("metrics.jsonl"))?;
+        let algo = records
+            .iter()
+            .find_map(|r| r.get("algo").and_then(|a| a.as_str()).map(String::from))
+            .unwrap_or_else(|| {
+                dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            });
+        let label = if runs.len() > 1 {
+            format!(
+                "{algo} ({})",
+                dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            )
+        } else {
+            algo
+        };
+        let mut s = Vec::new();
+        let mut t = Vec::new();
+        for r in records.iter().filter(|r| r.get("phase").and_then(|p| p.as_str()) == Some("eval"))
+        {
+            let step = r.get("step").and_then(|v| v.as_f64()).unwrap_or(0.0);
+            let tokens = r.get("tokens_decoded").and_then(|v| v.as_f64()).unwrap_or(0.0);
+            if let Some(acc) =
+                r.get("report").and_then(|x| x.get("avg_at_k")).and_then(|v| v.as_f64())
+            {
+                s.push((step, acc));
+                t.push((tokens, acc));
+            }
+        }
+        let a: Vec<(f64, f64)> = records
+            .iter()
+            .filter(|r| r.get("phase").and_then(|p| p.as_str()) == Some("rl"))
+            .filter_map(|r| Some((r.get("step")?.as_f64()?, r.get("stats")?.get("acc")?.as_f64()?)))
+            .collect();
+        by_step.push(plot::Series { label: label.clone(), points: s });
+        by_tokens.push(plot::Series { label: label.clone(), points: t });
+        train_acc.push(plot::Series { label, points: a });
+    }
+    plot::line_plot(
+        &out.join("eval_acc_vs_step.svg"),
+        "eval accuracy (avg@k) vs RL step",
+        "RL step",
+        "avg@k",
+        &by_step,
+    )?;
+    plot::line_plot(
+        &out.join("eval_acc_vs_tokens.svg"),
+        "eval accuracy vs tokens decoded in RL",
+        "tokens decoded",
+        "avg@k",
+        &by_tokens,
+    )?;
+    plot::line_plot(
+        &out.join("train_acc_vs_step.svg"),
+        "accuracy of sampled rollouts vs RL step",
+        "RL step",
+        "acc",
+        &train_acc,
+    )?;
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! `treepo sft` and `treepo train`.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, anyhow};
+use clap::Args;
+use treepo_trainer::pipeline::Algo;
+use treepo_trainer::run::RunConfig;
+
+use crate::runner::{self, Phases};
+
+/// Arguments of `treepo sft` / `treepo train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// The run's TOML configuration.
+    #[arg(long)]
+    config: PathBuf,
+    /// Override `rl.algo`.
+    #[arg(long, value_parser = parse_algo)]
+    algo: Option<Algo>,
+    /// Run name (directory under `run.out_dir`); default: the config file's stem.
+    #[arg(long)]
+    name: Option<String>,
+    /// Override `run.device` (auto, cpu, cuda, wgpu).
+    #[arg(long)]
+    device: Option<String>,
+    /// Override `run.seed`.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Continue the run from its last checkpoint (exact step, optimizer state and RNG).
+    #[arg(long)]
+    resume: bool,
+}
+
+fn parse_algo(s: &str) -> Result<Algo, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
+        format!("unknown algorithm `{s}` (treepo, grpo, grpo-tree, dr-grpo, rloo, reinforce-pp)")
+    })
+}
+
+/// Runs the command (`sft_only`: `treepo sft`).
+pub fn run(a: TrainArgs, sft_only: bool) -> Result<()> {
+    let mut cfg = RunConfig::load(&a.config)?;
+    if let Some(algo) = a.algo {
+        cfg.rl.algo = algo;
+    }
+    if let Some(d) = a.device {
+        cfg.run.device = d;
+    }
+    if let Some(s) = a.seed {
+        cfg.run.seed = s;
+    }
+    cfg.validate()?;
+    let name = match a.name {
+        Some(n) => n,
+        None => a
+            .config
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .ok_or_else(|| anyhow!("--name is required"))?,
+    };
+    let dir = cfg.run.out_dir.join(name);
+    let phases = Phases { sft: cfg.model.path.is_none() || sft_only, rl: !sft_only };
+    let s = runner::run(&cfg, &dir, phases, a.resume, false)?;
+    if let (Some(b), Some(af)) = (&s.before, &s.after) {
+        println!(
+            "avg@{k}: {:.3} after SFT -> {:.3} after RL ({})",
+            b.avg_at_k,
+            af.avg_at_k,
+            cfg.rl.algo.name(),
+            k = b.k
+        );
+    }
+    println!("run directory: {}", dir.display());
+    Ok(())
+}
