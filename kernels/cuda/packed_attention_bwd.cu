@@ -20,22 +20,7 @@
 //    against the 16 rows at a time.
 // No atomics: dq and dk/dv are produced by separate passes, so results are deterministic.
 // CUDA cores for every dtype (f32 accumulation); 16-bit inputs are widened on load.
-
-#define PA_BLOCK 16
-#define PA_FULL 0xffffffffu
-
-// 0: empty, 1: partial, 2: full (see packed_attention_fwd.cu and ops/tree_mask.rs).
-__device__ __forceinline__ int pa_classify(const int* __restrict__ bounds, int r0, int r1, int c0,
-                                           int c1) {
-    int lo = 0x7fffffff, hi = 0;
-    for (int b = c0 / PA_BLOCK; b * PA_BLOCK < c1; ++b) {
-        lo = min(lo, bounds[2 * b]);
-        hi = max(hi, bounds[2 * b + 1]);
-    }
-    if (r0 >= hi || r1 <= c0) return 0;
-    if (r1 <= lo && r0 + 1 >= c1) return 2;
-    return 1;
-}
+// Shared with the forward: packed_attention.cuh (prepended; pa_classify, pa_stage_kv_f32).
 
 template <typename T>
 __device__ __forceinline__ void bwd_delta(const T* __restrict__ o, const T* __restrict__ d_o,
@@ -90,18 +75,7 @@ __device__ __forceinline__ void bwd_dq(const T* __restrict__ q, const T* __restr
         const int cls = pa_classify(bounds, r0, r1, c0, c1);
         if (cls == 0) continue;  // block-uniform
         __syncthreads();
-        for (int e = threadIdx.x; e < BC * D; e += blockDim.x) {
-            const int j = e / D, c = e % D, col = c0 + j;
-            float kx = 0.0f, vx = 0.0f;
-            if (col < n) {
-                const i64 at = ((i64)col * hkv + g) * D + c;
-                kx = to_f32(k[at]);
-                vx = to_f32(v[at]);
-            }
-            ks[j][c] = kx;
-            vs[j][c] = vx;
-        }
-        if (threadIdx.x < BC) es[threadIdx.x] = c0 + threadIdx.x < n ? kv_row_end[c0 + threadIdx.x] : 0;
+        pa_stage_kv_f32<T, D, BC, D + 1>(k, v, kv_row_end, n, hkv, g, c0, ks, vs, es);
         __syncthreads();
         const bool full = cls == 2 && c0 + BC <= n;
         const int col = c0 + lane;
@@ -155,18 +129,7 @@ __device__ __forceinline__ void bwd_dkdv(const T* __restrict__ q, const T* __res
     const int g = blockIdx.y, group = hq / hkv;
     const int c0 = blockIdx.x * BC, c1 = min(c0 + BC, n);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    for (int e = threadIdx.x; e < BC * D; e += blockDim.x) {
-        const int j = e / D, c = e % D, col = c0 + j;
-        float kx = 0.0f, vx = 0.0f;
-        if (col < n) {
-            const i64 at = ((i64)col * hkv + g) * D + c;
-            kx = to_f32(k[at]);
-            vx = to_f32(v[at]);
-        }
-        ks[j][c] = kx;
-        vs[j][c] = vx;
-    }
-    if (threadIdx.x < BC) es[threadIdx.x] = c0 + threadIdx.x < n ? kv_row_end[c0 + threadIdx.x] : 0;
+    pa_stage_kv_f32<T, D, BC, D + 1>(k, v, kv_row_end, n, hkv, g, c0, ks, vs, es);
     // c0 is a multiple of 16: this tile is exactly bound block c0 / 16.
     const int hi = bounds[2 * (c0 / PA_BLOCK) + 1];
     float dka[KPW][DPL], dva[KPW][DPL];

@@ -20,23 +20,7 @@
 // skipped (block-uniform); a tile visible in full (and inside n) is not masked per element.
 // Numerics: f32 statistics and accumulators; P is rounded to f16/bf16 before P.V (as FA2);
 // rows whose running max is still -inf use 0 as the exponent base (no NaN).
-
-#define PA_BLOCK 16
-#define PA_FULL 0xffffffffu
-
-// 0: empty, 1: partial, 2: full — rows [r0, r1) x columns [c0, c1) (c1 clipped to n), from the
-// bounds of the 16-column blocks covering the columns (see ops/tree_mask.rs).
-__device__ __forceinline__ int pa_classify(const int* __restrict__ bounds, int r0, int r1, int c0,
-                                           int c1) {
-    int lo = 0x7fffffff, hi = 0;
-    for (int b = c0 / PA_BLOCK; b * PA_BLOCK < c1; ++b) {
-        lo = min(lo, bounds[2 * b]);
-        hi = max(hi, bounds[2 * b + 1]);
-    }
-    if (r0 >= hi || r1 <= c0) return 0;
-    if (r1 <= lo && r0 + 1 >= c1) return 2;
-    return 1;
-}
+// Shared with the backward: packed_attention.cuh (prepended; pa_classify, pa_stage_kv_f32).
 
 // ---------------------------------------------------------------- CUDA-core path (any T)
 template <typename T, int D>
@@ -73,18 +57,7 @@ __device__ __forceinline__ void fwd_scalar(const T* __restrict__ q, const T* __r
         const int cls = pa_classify(bounds, r0, r1, c0, c1);
         if (cls == 0) continue;  // block-uniform
         __syncthreads();         // the previous tile is consumed (and qs is written)
-        for (int e = threadIdx.x; e < BC * D; e += blockDim.x) {
-            const int j = e / D, c = e % D, col = c0 + j;
-            float kx = 0.0f, vx = 0.0f;
-            if (col < n) {
-                const i64 at = ((i64)col * hkv + g) * D + c;
-                kx = to_f32(k[at]);
-                vx = to_f32(v[at]);
-            }
-            ks[j][c] = kx;
-            vs[j][c] = vx;
-        }
-        if (threadIdx.x < BC) es[threadIdx.x] = c0 + threadIdx.x < n ? kv_row_end[c0 + threadIdx.x] : 0;
+        pa_stage_kv_f32<T, D, BC, D>(k, v, kv_row_end, n, hkv, g, c0, ks, vs, es);
         __syncthreads();
         const bool full = cls == 2 && c0 + BC <= n;
         const int col = c0 + lane;

@@ -34,21 +34,9 @@ __device__ __forceinline__ void paged_decode_impl(const T* q, const T* kv, const
     j.partial_indptr = nullptr;
     j.slot = 0;
     if (j.nrows == 0) return;  // block-uniform
-    DecArgs<T> a;
-    a.q = q;
-    a.kv = kv;
-    a.s_page = s_page;
-    a.s_kv = s_kv;
-    a.s_head = s_head;
-    a.s_token = s_token;
-    a.log2_ps = log2_ps;
-    a.hq = hq;
-    a.group = group;
-    a.scale_log2 = scale_log2;
-    a.partial_o = nullptr;
-    a.partial_lse = nullptr;
-    a.out = out;
-    a.lse_out = lse_out;
+    // DecArgs in field order (decode_tile.cuh); no partial states: rows are written directly.
+    const DecArgs<T> a{q, kv, s_page, s_kv, s_head, s_token, log2_ps, hq,
+                       group, scale_log2, nullptr, nullptr, out, lse_out};
     dec_run<T, D>(a, j, kvh, dec_smem, &s_max);
 }
 

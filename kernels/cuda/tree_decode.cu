@@ -35,21 +35,9 @@ __device__ __forceinline__ void tree_decode_impl(const T* q, const T* kv, const 
     j.row_to_q = merge + off_rows;
     j.partial_indptr = merge;
     j.slot = it[6];
-    DecArgs<T> a;
-    a.q = q;
-    a.kv = kv;
-    a.s_page = s_page;
-    a.s_kv = s_kv;
-    a.s_head = s_head;
-    a.s_token = s_token;
-    a.log2_ps = log2_ps;
-    a.hq = hq;
-    a.group = group;
-    a.scale_log2 = scale_log2;
-    a.partial_o = partial_o;
-    a.partial_lse = partial_lse;
-    a.out = out;
-    a.lse_out = lse_out;
+    // DecArgs in field order (decode_tile.cuh).
+    const DecArgs<T> a{q, kv, s_page, s_kv, s_head, s_token, log2_ps, hq,
+                       group, scale_log2, partial_o, partial_lse, out, lse_out};
     dec_run<T, D>(a, j, kvh, dec_smem, &s_max);
 }
 

@@ -21,7 +21,7 @@ pub(crate) fn input<T: Element>(
     Ok(())
 }
 
-/// `view` lives on `dev` and holds at least `need` elements.
+/// `view` lives on `dev` and holds at least `need` elements (the checks of [`input`]).
 pub(crate) fn output<T: Element>(
     dev: &Device,
     op: &'static str,
@@ -29,14 +29,7 @@ pub(crate) fn output<T: Element>(
     view: &ViewMut<'_, T>,
     need: usize,
 ) -> Result<()> {
-    dev.check_same(op, name, view.backend())?;
-    if view.len() < need {
-        return Err(KernelError::Invalid {
-            op,
-            msg: format!("`{name}` holds {} elements but the shape needs {need}", view.len()),
-        });
-    }
-    Ok(())
+    input(dev, op, name, &view.as_view(), need)
 }
 
 /// `a * b * ...` without overflow.

@@ -7,80 +7,10 @@
 // Loops over (layer, kv, head, row) coordinates index several arrays at once, like the layout.
 #![allow(clippy::needless_range_loop)]
 
+use crate::cache_common::{Sample, assert_bits, coord, runs};
 use treepo_kernels::ops::{self, PageCopyJobs, PagedKvLayout};
-use treepo_kernels::testing::{Rng, skip};
-use treepo_kernels::{
-    BackendKind, DType, Device, Element, Indices, KernelError, bf16, f16, per_backend,
-};
-
-/// Random, never-zero test values of each element type.
-trait Sample: Element {
-    fn sample(rng: &mut Rng) -> Self;
-}
-impl Sample for f32 {
-    fn sample(rng: &mut Rng) -> Self {
-        rng.normal() as f32 + 0.125
-    }
-}
-impl Sample for f16 {
-    fn sample(rng: &mut Rng) -> Self {
-        f16::from_f64(rng.normal() + 0.125)
-    }
-}
-impl Sample for bf16 {
-    fn sample(rng: &mut Rng) -> Self {
-        bf16::from_f64(rng.normal() + 0.125)
-    }
-}
-impl Sample for i32 {
-    fn sample(rng: &mut Rng) -> Self {
-        (rng.next_u64() as i32) | 1
-    }
-}
-
-/// Compares bit patterns; on a mismatch names the element with `describe`.
-fn assert_bits<T: Element>(what: &str, got: &[T], want: &[T], describe: impl Fn(usize) -> String) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let g: &[u8] = bytemuck::cast_slice(got);
-    let w: &[u8] = bytemuck::cast_slice(want);
-    if g != w {
-        let size = std::mem::size_of::<T>();
-        let bad: Vec<usize> = (0..got.len())
-            .filter(|&i| g[i * size..(i + 1) * size] != w[i * size..(i + 1) * size])
-            .collect();
-        let i = bad[0];
-        panic!(
-            "{what}: {} elements differ; first at {i} ({}): got {:?}, want {:?}",
-            bad.len(),
-            describe(i),
-            got[i],
-            want[i]
-        );
-    }
-}
-
-/// Names the layout coordinate of buffer element `i` (`front` elements precede the layout).
-fn coord(l: &PagedKvLayout, front: usize, i: usize) -> String {
-    for layer in 0..l.num_layers {
-        for page in 0..l.num_pages {
-            for kv in 0..2 {
-                for h in 0..l.num_kv_heads {
-                    for t in 0..l.page_size {
-                        let o = front + l.offset(layer, page, kv, h, t, 0);
-                        if (o..o + l.head_dim).contains(&i) {
-                            return format!(
-                                "layer {layer} page {page} {} head {h} row {t} d {}",
-                                ["K", "V"][kv],
-                                i - o
-                            );
-                        }
-                    }
-                }
-            }
-        }
-    }
-    format!("element {i}, outside every (layer, page, kv, head, row)")
-}
+use treepo_kernels::testing::Rng;
+use treepo_kernels::{BackendKind, Buffer, Device, Indices, KernelError, bf16, f16, per_backend};
 
 /// One test configuration.
 #[derive(Clone, Copy, Debug)]
@@ -106,34 +36,6 @@ const CASES: &[Case] = &[
 /// Spare pages nobody owns.
 const SPARE: usize = 3;
 
-/// Whether `dev` runs the cache ops in `T`; otherwise checks the typed error (and prints a loud
-/// skip for wgpu f16 on an adapter without `SHADER_F16`).
-fn runs<T: Sample>(dev: &Device) -> bool {
-    let ok = match dev.kind() {
-        BackendKind::Cpu => true,
-        BackendKind::Cuda => T::DTYPE != DType::I32,
-        BackendKind::Wgpu => match T::DTYPE {
-            DType::F32 => true,
-            DType::F16 => dev.supports_f16(),
-            _ => false,
-        },
-    };
-    if !ok {
-        let l = PagedKvLayout::hnd(1, 2, 1, 4, 8);
-        let mut cache = dev.full(l.required_len().unwrap(), T::sample(&mut Rng::new(1))).unwrap();
-        let jobs = PageCopyJobs::upload(dev, &[(0, 1, 2)], &l).unwrap();
-        let err = ops::page_copy(dev, &mut cache, &l, &jobs).unwrap_err();
-        assert!(matches!(err, KernelError::UnsupportedDtype { .. }), "{err}");
-        if dev.kind() == BackendKind::Wgpu && T::DTYPE == DType::F16 {
-            skip(
-                &format!("{} page_copy f16", dev.description()),
-                "the adapter lacks SHADER_F16 (UnsupportedDtype checked instead)",
-            );
-        }
-    }
-    ok
-}
-
 fn forks(dev: &Device) {
     forks_t::<f32>(dev);
     forks_t::<f16>(dev);
@@ -142,7 +44,11 @@ fn forks(dev: &Device) {
 }
 
 fn forks_t<T: Sample>(dev: &Device) {
-    if !runs::<T>(dev) {
+    let page_copy_on = |cache: &mut Buffer<T>, l: &PagedKvLayout| {
+        let jobs = PageCopyJobs::upload(dev, &[(0, 1, 2)], l).unwrap();
+        ops::page_copy(dev, cache, l, &jobs)
+    };
+    if !runs::<T>(dev, "page_copy", page_copy_on) {
         return;
     }
     let mut rng = Rng::fresh(&format!("page_copy {}", T::DTYPE));

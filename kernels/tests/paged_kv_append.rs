@@ -7,34 +7,10 @@
 // Loops over (layer, kv, head, row) coordinates index several arrays at once, like the layout.
 #![allow(clippy::needless_range_loop)]
 
+use crate::cache_common::{Sample, assert_bits, coord, runs};
 use treepo_kernels::ops::{self, PagedKvLayout};
-use treepo_kernels::testing::{Rng, skip};
-use treepo_kernels::{BackendKind, Device, Element, Indices, KernelError, bf16, f16, per_backend};
-
-/// Random, never-zero test values of each element type.
-trait Sample: Element {
-    fn sample(rng: &mut Rng) -> Self;
-}
-impl Sample for f32 {
-    fn sample(rng: &mut Rng) -> Self {
-        rng.normal() as f32 + 0.125
-    }
-}
-impl Sample for f16 {
-    fn sample(rng: &mut Rng) -> Self {
-        f16::from_f64(rng.normal() + 0.125)
-    }
-}
-impl Sample for bf16 {
-    fn sample(rng: &mut Rng) -> Self {
-        bf16::from_f64(rng.normal() + 0.125)
-    }
-}
-impl Sample for i32 {
-    fn sample(rng: &mut Rng) -> Self {
-        (rng.next_u64() as i32) | 1
-    }
-}
+use treepo_kernels::testing::Rng;
+use treepo_kernels::{BackendKind, Buffer, Device, Indices, KernelError, bf16, f16, per_backend};
 
 /// How the cache is laid out.
 #[derive(Clone, Copy, Debug)]
@@ -131,79 +107,6 @@ const CASES: &[Case] = &[
 /// Spare pages nobody owns.
 const SPARE: usize = 3;
 
-/// Compares bit patterns; on a mismatch names the element with `describe`.
-fn assert_bits<T: Element>(what: &str, got: &[T], want: &[T], describe: impl Fn(usize) -> String) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let g: &[u8] = bytemuck::cast_slice(got);
-    let w: &[u8] = bytemuck::cast_slice(want);
-    if g != w {
-        let size = std::mem::size_of::<T>();
-        let bad: Vec<usize> = (0..got.len())
-            .filter(|&i| g[i * size..(i + 1) * size] != w[i * size..(i + 1) * size])
-            .collect();
-        let i = bad[0];
-        panic!(
-            "{what}: {} elements differ; first at {i} ({}): got {:?}, want {:?}",
-            bad.len(),
-            describe(i),
-            got[i],
-            want[i]
-        );
-    }
-}
-
-/// Names the layout coordinate of buffer element `i` (`front` elements precede the layout).
-fn coord(l: &PagedKvLayout, front: usize, i: usize) -> String {
-    for layer in 0..l.num_layers {
-        for page in 0..l.num_pages {
-            for kv in 0..2 {
-                for h in 0..l.num_kv_heads {
-                    for t in 0..l.page_size {
-                        let o = front + l.offset(layer, page, kv, h, t, 0);
-                        if (o..o + l.head_dim).contains(&i) {
-                            return format!(
-                                "layer {layer} page {page} {} head {h} row {t} d {}",
-                                ["K", "V"][kv],
-                                i - o
-                            );
-                        }
-                    }
-                }
-            }
-        }
-    }
-    format!("element {i}, outside every (layer, page, kv, head, row)")
-}
-
-/// Whether `dev` runs the cache ops in `T`; prints a loud skip when a supported-by-design
-/// dtype is missing on this adapter and checks the typed error instead.
-fn runs<T: Sample>(dev: &Device) -> bool {
-    let ok = match dev.kind() {
-        BackendKind::Cpu => true,
-        BackendKind::Cuda => T::DTYPE != treepo_kernels::DType::I32,
-        BackendKind::Wgpu => match T::DTYPE {
-            treepo_kernels::DType::F32 => true,
-            treepo_kernels::DType::F16 => dev.supports_f16(),
-            _ => false,
-        },
-    };
-    if !ok {
-        let l = PagedKvLayout::hnd(1, 2, 1, 4, 8);
-        let mut cache = dev.full(l.required_len().unwrap(), T::sample(&mut Rng::new(1))).unwrap();
-        let src = dev.full(8, T::sample(&mut Rng::new(2))).unwrap();
-        let slots = Indices::upload(dev, &[5], l.num_slots()).unwrap();
-        let err = ops::paged_kv_append(dev, &mut cache, &l, 0, &src, &src, &slots).unwrap_err();
-        assert!(matches!(err, KernelError::UnsupportedDtype { .. }), "{err}");
-        if dev.kind() == BackendKind::Wgpu && T::DTYPE == treepo_kernels::DType::F16 {
-            skip(
-                &format!("{} paged_kv_append f16", dev.description()),
-                "the adapter lacks SHADER_F16 (UnsupportedDtype checked instead)",
-            );
-        }
-    }
-    ok
-}
-
 fn appends(dev: &Device) {
     appends_t::<f32>(dev);
     appends_t::<f16>(dev);
@@ -212,7 +115,12 @@ fn appends(dev: &Device) {
 }
 
 fn appends_t<T: Sample>(dev: &Device) {
-    if !runs::<T>(dev) {
+    let append_on = |cache: &mut Buffer<T>, l: &PagedKvLayout| {
+        let src = dev.full(8, T::sample(&mut Rng::new(2))).unwrap();
+        let slots = Indices::upload(dev, &[5], l.num_slots()).unwrap();
+        ops::paged_kv_append(dev, cache, l, 0, &src, &src, &slots)
+    };
+    if !runs::<T>(dev, "paged_kv_append", append_on) {
         return;
     }
     let mut rng = Rng::fresh(&format!("paged_kv_append {}", T::DTYPE));

@@ -3,6 +3,7 @@
 
 #[macro_use]
 mod decode_common;
+mod cache_common;
 
 mod adamw;
 mod categorical;

@@ -2,7 +2,8 @@
 // entropy[r] = -sum p log p (0 log 0 = 0); numerics of softmax.wgsl: z = scale*x, m = max z,
 // S = sum exp(z - m), log p_tok = (z_tok - m) - log S, H = log S - sum_{e>0} e (z - m) / S.
 // A masked (-inf) token gives -inf; a token outside [0, cols) or a row of only -inf gives NaN.
-// Infinities are handled by their bits (WGSL implementations may assume finite math).
+// Infinities are handled by their bits (WGSL implementations may assume finite math). The
+// (max, sum) pass is row_max_sum of softmax_row.wgsl (prepended).
 // Bindings: 0 params, 1 x [rows, cols], 2 tokens [rows] i32, 3 out [rows], 4 entropy [rows]
 // (a dummy when has_entropy == 0). Dispatch: one workgroup of 256 per row, rows folded into (x, y).
 
@@ -15,21 +16,7 @@ struct Params { rows: u32, cols: u32, x_off: u32, t_off: u32, o_off: u32, e_off:
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> entropy: array<f32>;
 
-const NEG_INF_BITS: u32 = 0xff800000u;
-const NAN_BITS: u32 = 0x7fc00000u;
-
-var<workgroup> wm: array<f32, 256>;
-var<workgroup> ws: array<f32, 256>;
 var<workgroup> st_shared: vec2<f32>;
-
-struct MaxSum { m: f32, s: f32 }  // s == 0: empty; otherwise s >= 1
-
-fn ms_merge(a: MaxSum, b: MaxSum) -> MaxSum {
-    if (a.s == 0.0) { return b; }
-    if (b.s == 0.0) { return a; }
-    let m = max(a.m, b.m);
-    return MaxSum(m, a.s * exp(a.m - m) + b.s * exp(b.m - m));
-}
 
 @compute @workgroup_size(256)
 fn gather_logprob_f32(@builtin(workgroup_id) wid: vec3<u32>,
@@ -38,32 +25,9 @@ fn gather_logprob_f32(@builtin(workgroup_id) wid: vec3<u32>,
     let row = wid.x + wid.y * nwg.x;
     if (row >= p.rows) { return; }
     let base = p.x_off + row * p.cols;
-    var st = MaxSum(0.0, 0.0);
-    for (var i = lid; i < p.cols; i = i + 256u) {
-        let v = x[base + i];
-        if (bitcast<u32>(v) != NEG_INF_BITS) {
-            let z = p.scale * v;
-            if (st.s == 0.0) {
-                st = MaxSum(z, 1.0);
-            } else if (z > st.m) {
-                st = MaxSum(z, st.s * exp(st.m - z) + 1.0);
-            } else {
-                st.s = st.s + exp(z - st.m);
-            }
-        }
-    }
-    wm[lid] = st.m;
-    ws[lid] = st.s;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s = s >> 1u) {
-        if (lid < s) {
-            let r = ms_merge(MaxSum(wm[lid], ws[lid]), MaxSum(wm[lid + s], ws[lid + s]));
-            wm[lid] = r.m;
-            ws[lid] = r.s;
-        }
-        workgroupBarrier();
-    }
-    if (lid == 0u) { st_shared = vec2<f32>(wm[0], ws[0]); }
+    let st = row_max_sum(base, lid);
+    // Made uniform for the early return and the entropy reduction's barriers below.
+    if (lid == 0u) { st_shared = vec2<f32>(st.m, st.s); }
     let tot = workgroupUniformLoad(&st_shared);
     let m = tot.x;
     let ssum = tot.y;

@@ -6,7 +6,8 @@
 // Two entry points, dispatched in this order:
 //  - packed_attention_bwd_dq: one workgroup of 64 invocations per (64-row tile, query head)
 //    (tiles folded into (x, y), head in z), invocation = row; writes delta (its own row, then
-//    uses it) and dq. KV blocks are skipped or left unmasked from their bounds as in the forward.
+//    uses it) and dq. KV blocks are skipped or left unmasked from their bounds as in the forward
+//    (pa_classify and BLOCK = 16 in packed_attention.wgsl, prepended).
 //  - packed_attention_bwd_dkdv: one workgroup per (64-key tile, KV head), invocation = key;
 //    iterates the query heads of the group and the rows [c0, max kv_row_end of the tile) — the
 //    only rows that can see these keys — 8 rows at a time, skipping row chunks that see none
@@ -49,7 +50,6 @@ struct Params {
 @group(0) @binding(10) var<storage, read_write> dv: array<elem_t>;
 
 const TILE: u32 = 64u;
-const BLOCK: u32 = 16u;
 const KC: u32 = 8u;
 
 // Inner loops over D are unrolled 16 times and fused: Mesa lavapipe before 23.x stops every
@@ -203,12 +203,11 @@ fn packed_attention_bwd_dq(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let nblocks = (r1 + BLOCK - 1u) / BLOCK;
     for (var b = 0u; b < nblocks; b = b + 1u) {
+        let cls = pa_classify(b, r0, r1);
+        if (cls == 0u) { continue; }  // empty tile
+        let full = cls == 2u;
         let c0 = b * BLOCK;
         let c1 = min(c0 + BLOCK, p.n);
-        let lo = u32(block_bounds[2u * b]);
-        let hi = u32(block_bounds[2u * b + 1u]);
-        if (r0 >= hi || r1 <= c0) { continue; }  // empty tile
-        let full = r1 <= lo && r0 + 1u >= c1;
         if (valid) {
             for (var j = c0; j < c1; j = j + 1u) {
                 if (full || (j <= row && row < u32(kv_row_end[j]))) {

@@ -5,12 +5,13 @@
 // 5 block_bounds [ceil(N/16), 2] i32 (min, max of kv_row_end per 16 columns); 6 o [N, H_q, D];
 // 7 lse [H_q, N] f32.
 // Dispatch: one workgroup of 64 invocations per (64-row tile, query head): tiles folded into
-// (x, y), the head in z; invocation = row. KV blocks of 16 columns are classified from their
-// bounds (uniform per workgroup): empty blocks are skipped, full blocks are not masked per
-// element. Each invocation reads K and V rows straight from storage (rows of a block are shared
-// by the whole workgroup, so caches serve them); no workgroup memory and no barriers — Mesa
-// lavapipe was seen to drop the writes of workgroups that pass ~130 barriers in a loop. q and
-// the accumulator live in private arrays, so D <= 256.
+// (x, y), the head in z; invocation = row. KV blocks of BLOCK = 16 columns are classified from
+// their bounds (pa_classify in packed_attention.wgsl, prepended; uniform per workgroup): empty
+// blocks are skipped, full blocks are not masked per element. Each invocation reads K and V
+// rows straight from storage (rows of a block are shared by the whole workgroup, so caches serve
+// them); no workgroup memory and no barriers — Mesa lavapipe was seen to drop the writes of
+// workgroups that pass ~130 barriers in a loop. q and the accumulator live in private arrays,
+// so D <= 256.
 // Numerics: f32 online softmax; -1e30 stands for -inf (WGSL has no infinity literal), and every
 // valid row sees its own column, so l >= 1 at the end.
 
@@ -32,7 +33,6 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> lse: array<f32>;
 
 const ROWS: u32 = 64u;
-const BLOCK: u32 = 16u;
 const KC: u32 = 16u;
 const NEG: f32 = -1e30;
 
@@ -126,12 +126,11 @@ fn packed_attention_fwd(@builtin(workgroup_id) wid: vec3<u32>,
     var l = 0.0;
     let nblocks = (r1 + BLOCK - 1u) / BLOCK;
     for (var b = 0u; b < nblocks; b = b + 1u) {
+        let cls = pa_classify(b, r0, r1);
+        if (cls == 0u) { continue; }  // empty tile
+        let full = cls == 2u;
         let c0 = b * BLOCK;
         let c1 = min(c0 + BLOCK, p.n);
-        let lo = u32(block_bounds[2u * b]);
-        let hi = u32(block_bounds[2u * b + 1u]);
-        if (r0 >= hi || r1 <= c0) { continue; }  // empty tile
-        let full = r1 <= lo && r0 + 1u >= c1;
         for (var cc = c0; cc < c1; cc = cc + KC) {
             let kc = min(KC, c1 - cc);
             if (valid) {

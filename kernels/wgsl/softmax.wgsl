@@ -6,7 +6,7 @@
 // implementations may assume finite math.
 // Bindings: 0 params, 1 x [rows, cols], 2 y [rows, cols] (does not alias x). Offsets in elements.
 // Dispatch: one workgroup of 256 per row, rows folded into (x, y). One online (max, sum) pass,
-// a fixed-order tree reduction, one write pass.
+// a fixed-order tree reduction (row_max_sum in softmax_row.wgsl, prepended), one write pass.
 
 struct Params { rows: u32, cols: u32, x_off: u32, y_off: u32, scale: f32,
                 _p0: u32, _p1: u32, _p2: u32 }
@@ -14,52 +14,6 @@ struct Params { rows: u32, cols: u32, x_off: u32, y_off: u32, scale: f32,
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
-
-const NEG_INF_BITS: u32 = 0xff800000u;
-const NAN_BITS: u32 = 0x7fc00000u;
-
-var<workgroup> wm: array<f32, 256>;
-var<workgroup> ws: array<f32, 256>;
-
-// Online (max, sum) state; s == 0 means empty (then m is meaningless), otherwise s >= 1.
-struct MaxSum { m: f32, s: f32 }
-
-fn ms_merge(a: MaxSum, b: MaxSum) -> MaxSum {
-    if (a.s == 0.0) { return b; }
-    if (b.s == 0.0) { return a; }
-    let m = max(a.m, b.m);
-    return MaxSum(m, a.s * exp(a.m - m) + b.s * exp(b.m - m));
-}
-
-// (max, sum) of the row's finite scaled logits, for the whole workgroup.
-fn row_max_sum(base: u32, lid: u32) -> MaxSum {
-    var st = MaxSum(0.0, 0.0);
-    for (var i = lid; i < p.cols; i = i + 256u) {
-        let v = x[base + i];
-        if (bitcast<u32>(v) != NEG_INF_BITS) {
-            let z = p.scale * v;
-            if (st.s == 0.0) {
-                st = MaxSum(z, 1.0);
-            } else if (z > st.m) {
-                st = MaxSum(z, st.s * exp(st.m - z) + 1.0);
-            } else {
-                st.s = st.s + exp(z - st.m);
-            }
-        }
-    }
-    wm[lid] = st.m;
-    ws[lid] = st.s;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s = s >> 1u) {
-        if (lid < s) {
-            let r = ms_merge(MaxSum(wm[lid], ws[lid]), MaxSum(wm[lid + s], ws[lid + s]));
-            wm[lid] = r.m;
-            ws[lid] = r.s;
-        }
-        workgroupBarrier();
-    }
-    return MaxSum(wm[0], ws[0]);
-}
 
 @compute @workgroup_size(256)
 fn softmax_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

@@ -1,11 +1,10 @@
 // target_logprob_bwd.wgsl — backward of target_logprob.wgsl, OVERWRITING dlogits (see
 // target_logprob_bwd.cu): dense part −scale·G·p_j (+ entropy term) for every j, then, after a
 // storage barrier, invocation 0 adds scale·g_i at tok_i for each target of the row in order.
+// Row statistics: row_stats in target_logprob_stats.wgsl (prepended), as in the forward.
 // Bindings: 0 params, 1 logits [rows, vocab], 2 row_ptr [rows+1] (i32), 3 tokens [n_targets]
 // (i32), 4 grad_logp [n_targets], 5 grad_entropy [rows] (a dummy buffer when has_ge == 0),
 // 6 dlogits [rows, vocab]. Dispatch: one workgroup of 256 per row, rows folded into (x, y).
-
-const LOWEST: f32 = -3.4028234663852886e38;  // the lowest finite f32: where a running max starts
 
 struct Params { rows: u32, vocab: u32, scale: f32, has_ge: u32,
                 logits_off: u32, g_off: u32, ge_off: u32, dl_off: u32 }
@@ -17,82 +16,6 @@ struct Params { rows: u32, vocab: u32, scale: f32, has_ge: u32,
 @group(0) @binding(4) var<storage, read> grad_logp: array<f32>;
 @group(0) @binding(5) var<storage, read> grad_entropy: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dlogits: array<f32>;
-
-// Masked (−inf) and NaN logits are recognised by their bits: WGSL lets implementations assume
-// that floats are neither infinite nor NaN, so float comparisons cannot be trusted for them
-// (lavapipe drops NaN from `max`/`<`). A NaN logit poisons its whole row, as on the CPU and CUDA.
-fn is_masked(l: f32) -> bool { return bitcast<u32>(l) == 0xff800000u; }
-fn is_nan(l: f32) -> bool { return (bitcast<u32>(l) & 0x7fffffffu) > 0x7f800000u; }
-// A quiet NaN made at run time (a constant expression may not be NaN in WGSL).
-fn qnan() -> f32 { return bitcast<f32>(0x7fc00000u | (p.vocab & 0u)); }
-
-var<workgroup> red: array<f32, 256>;
-
-fn wg_sum(v: f32, lid: u32) -> f32 {
-    workgroupBarrier();  // red may still be read by the previous reduction
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s = s >> 1u) {
-        if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
-        workgroupBarrier();
-    }
-    return red[0];
-}
-
-fn wg_max(v: f32, lid: u32) -> f32 {
-    workgroupBarrier();
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s = s >> 1u) {
-        if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
-        workgroupBarrier();
-    }
-    return red[0];
-}
-
-// Softmax statistics of the row at `base` in one pass (online softmax, as in the .cu): returns
-// (m, S, T, nans) with m = max z, S = Σ exp(z − m), T = Σ exp(z − m)·(z − m) over the finite
-// logits and the number of NaN logits, the same in every invocation. An invocation that saw no
-// finite logit has s = 0 and contributes nothing.
-fn row_stats(base: u32, lid: u32) -> vec4<f32> {
-    var m = LOWEST;
-    var s = 0.0;
-    var t = 0.0;
-    var nans = 0.0;
-    for (var j = lid; j < p.vocab; j = j + 256u) {
-        let l = logits[base + j];
-        if (is_nan(l)) {
-            nans = nans + 1.0;
-            continue;
-        }
-        if (is_masked(l)) { continue; }
-        let z = p.scale * l;
-        if (z > m) {
-            if (s > 0.0) {
-                let a = exp(m - z);
-                t = a * (t + (m - z) * s);
-                s = s * a;
-            }
-            m = z;
-        }
-        let d = z - m;
-        let e = exp(d);
-        s = s + e;
-        t = t + e * d;
-    }
-    let bm = wg_max(m, lid);
-    var sc = 0.0;
-    var tc = 0.0;
-    if (s > 0.0) {
-        let a = exp(m - bm);
-        sc = a * s;
-        tc = a * (t + (m - bm) * s);
-    }
-    let bs = wg_sum(sc, lid);
-    let bt = wg_sum(tc, lid);
-    let bn = wg_sum(nans, lid);
-    return vec4<f32>(bm, bs, bt, bn);
-}
 
 @compute @workgroup_size(256)
 fn target_logprob_bwd_f32(@builtin(workgroup_id) wid: vec3<u32>,

@@ -13,15 +13,16 @@ pub struct KernelSource {
 pub const PRELUDE: &str = include_str!("../../cuda/common.cuh");
 
 /// Registers the `.cu` files. `"stem" + "header.cuh"` prepends a shared header (device code
-/// common to several kernels, e.g. `decode_tile.cuh`) to that file.
+/// common to several kernels, e.g. `decode_tile.cuh`) to that file; several headers
+/// (`"stem" + "a.cuh" + "b.cuh"`) are prepended in the order given.
 macro_rules! sources {
-    ($($stem:literal $(+ $head:literal)?),* $(,)?) => {
+    ($($stem:literal $(+ $head:literal)*),* $(,)?) => {
         /// Every `.cu` file of the crate.
         pub const SOURCES: &[KernelSource] = &[
             $(KernelSource {
                 stem: $stem,
                 code: concat!(
-                    $(include_str!(concat!("../../cuda/", $head)),)?
+                    $(include_str!(concat!("../../cuda/", $head)),)*
                     include_str!(concat!("../../cuda/", $stem, ".cu"))
                 ),
             }),*
@@ -30,8 +31,8 @@ macro_rules! sources {
 }
 
 sources![
-    "packed_attention_bwd",
-    "packed_attention_fwd",
+    "packed_attention_bwd" + "packed_attention.cuh",
+    "packed_attention_fwd" + "packed_attention.cuh",
     "page_copy",
     "paged_kv_append",
     "residual_add",
@@ -53,8 +54,8 @@ sources![
     "scale",
     "sum_squares",
     "swiglu_bwd",
-    "target_logprob",
-    "target_logprob_bwd",
+    "target_logprob" + "target_logprob_stats.cuh",
+    "target_logprob_bwd" + "target_logprob_stats.cuh",
 ];
 
 /// Looks a source up by stem.

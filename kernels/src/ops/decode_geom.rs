@@ -190,6 +190,49 @@ pub(crate) fn smem_bytes(d: usize, dtype: DType) -> u32 {
     simt.max(mma) as u32
 }
 
+/// The launch of both CUDA decode kernels: grid `(jobs, num_kv_heads)`, [`CUDA_THREADS`] per
+/// CTA, [`smem_bytes`] of dynamic shared memory.
+#[cfg(feature = "cuda")]
+pub(crate) fn cuda_launch<T: FloatElement>(g: &Geom, jobs: u32) -> cudarc::driver::LaunchConfig {
+    cudarc::driver::LaunchConfig {
+        grid_dim: (jobs, g.hkv as u32, 1),
+        block_dim: (CUDA_THREADS, 1, 1),
+        shared_mem_bytes: smem_bytes(g.d, T::DTYPE),
+    }
+}
+
+/// The arguments both CUDA decode kernels end with, `i64 s_page, s_kv, s_head, s_token,
+/// int log2_ps, hq, group, float scale_log2` (as `DecArgs` in `decode_tile.cuh`).
+#[cfg(feature = "cuda")]
+pub(crate) struct CudaTail {
+    strides: [i64; 4],
+    log2_ps: i32,
+    hq: i32,
+    group: i32,
+    scale_log2: f32,
+}
+
+#[cfg(feature = "cuda")]
+impl CudaTail {
+    pub fn new(g: &Geom) -> Self {
+        CudaTail {
+            strides: [g.s_page as i64, g.s_kv as i64, g.s_head as i64, g.s_token as i64],
+            log2_ps: g.log2_ps() as i32,
+            hq: g.hq as i32,
+            group: g.group as i32,
+            scale_log2: g.scale_log2(),
+        }
+    }
+
+    /// Pushes the arguments in kernel order (the launch reads them through references, so
+    /// `self` outlives `l`).
+    pub fn push<'a>(&'a self, l: &mut cudarc::driver::LaunchArgs<'a>) {
+        use cudarc::driver::PushKernelArg;
+        l.arg(&self.strides[0]).arg(&self.strides[1]).arg(&self.strides[2]).arg(&self.strides[3]);
+        l.arg(&self.log2_ps).arg(&self.hq).arg(&self.group).arg(&self.scale_log2);
+    }
+}
+
 /// The CUDA kernel symbol `{op}_{dtype}_d{head_dim}`.
 #[cfg(feature = "cuda")]
 pub(crate) fn symbol<T: FloatElement>(op: &str, d: usize) -> String {

@@ -22,6 +22,7 @@ mod embedding_bwd;
 mod fill;
 mod gather_logprob;
 mod gemm;
+mod in_place;
 mod logit_mask;
 mod packed_attention_bwd;
 #[cfg(feature = "cuda")]

@@ -80,7 +80,7 @@ pub fn paged_decode<'a, T: FloatElement>(
         #[cfg(feature = "cuda")]
         Inner::Cuda(b) => {
             use crate::cuda::{addr, addr_mut, driver_err};
-            use cudarc::driver::{LaunchConfig, PushKernelArg};
+            use cudarc::driver::PushKernelArg;
             let name = decode_geom::symbol::<T>(OP, g.d);
             let f = b.function(OP, &name)?;
             let qp = addr(b, &q);
@@ -89,19 +89,12 @@ pub fn paged_decode<'a, T: FloatElement>(
             let (o_ind, o_last, o_qip) = (s_indices as i32, s_last as i32, s_qindptr as i32);
             let op = addr_mut(b, &mut out);
             let lp: u64 = lse.as_mut().map(|l| addr_mut(b, l)).unwrap_or(0);
-            let strides = [g.s_page as i64, g.s_kv as i64, g.s_head as i64, g.s_token as i64];
-            let (log2_ps, hq, group) = (g.log2_ps() as i32, g.hq as i32, g.group as i32);
-            let scale_log2 = g.scale_log2();
-            let cfg = LaunchConfig {
-                grid_dim: (seqs as u32, g.hkv as u32, 1),
-                block_dim: (decode_geom::CUDA_THREADS, 1, 1),
-                shared_mem_bytes: decode_geom::smem_bytes(g.d, T::DTYPE),
-            };
+            let tail = decode_geom::CudaTail::new(&g);
+            let cfg = decode_geom::cuda_launch::<T>(&g, seqs as u32);
             let mut l = b.stream().launch_builder(&f);
             l.arg(&qp).arg(&kvp).arg(&tp).arg(&o_ind).arg(&o_last).arg(&o_qip);
             l.arg(&op).arg(&lp);
-            l.arg(&strides[0]).arg(&strides[1]).arg(&strides[2]).arg(&strides[3]);
-            l.arg(&log2_ps).arg(&hq).arg(&group).arg(&scale_log2);
+            tail.push(&mut l);
             // SAFETY: `decode_geom::check` and `PageTable::upload` validated every extent the
             // kernel reaches: q/out hold rows*hq*d and lse rows*hq elements; every page id in the
             // table is below the cache's page count and each sequence's length fits its pages;

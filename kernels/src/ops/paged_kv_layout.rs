@@ -50,19 +50,8 @@ impl PagedKvLayout {
         let stride_token = head_dim;
         let stride_head = page_size * head_dim;
         let stride_kv = num_kv_heads * stride_head;
-        let stride_page = 2 * stride_kv;
-        PagedKvLayout {
-            num_layers,
-            num_pages,
-            num_kv_heads,
-            page_size,
-            head_dim,
-            stride_layer: num_pages * stride_page,
-            stride_page,
-            stride_kv,
-            stride_head,
-            stride_token,
-        }
+        let dims = [num_layers, num_pages, num_kv_heads, page_size, head_dim];
+        Self::pages_contiguous(dims, [stride_kv, stride_head, stride_token])
     }
 
     /// NHD: per layer `[num_pages, 2, page_size, num_kv_heads, head_dim]`, layers contiguous.
@@ -76,6 +65,16 @@ impl PagedKvLayout {
         let stride_head = head_dim;
         let stride_token = num_kv_heads * head_dim;
         let stride_kv = page_size * stride_token;
+        let dims = [num_layers, num_pages, num_kv_heads, page_size, head_dim];
+        Self::pages_contiguous(dims, [stride_kv, stride_head, stride_token])
+    }
+
+    /// The layouts whose pages follow each other (K then V in each, `stride_kv` apart) and whose
+    /// layers do too: `dims` = `[num_layers, num_pages, num_kv_heads, page_size, head_dim]`,
+    /// `half` = `[stride_kv, stride_head, stride_token]`.
+    fn pages_contiguous(dims: [usize; 5], half: [usize; 3]) -> Self {
+        let [num_layers, num_pages, num_kv_heads, page_size, head_dim] = dims;
+        let [stride_kv, stride_head, stride_token] = half;
         let stride_page = 2 * stride_kv;
         PagedKvLayout {
             num_layers,

@@ -115,6 +115,47 @@ impl LogprobTargets {
     }
 }
 
+/// The checks [`target_logprob`] and its backward open with, in this order: `vocab`, `scale`,
+/// `logits` `[rows, vocab]` and the targets. Returns `rows·vocab`.
+pub(crate) fn check_logits(
+    dev: &Device,
+    op: &'static str,
+    logits: &View<'_, f32>,
+    targets: &LogprobTargets,
+    rows: usize,
+    vocab: usize,
+    scale: f32,
+) -> Result<usize> {
+    crate::ensure!(vocab > 0, op, "vocab must be > 0");
+    crate::ensure!(scale.is_finite() && scale > 0.0, op, "scale = {scale} must be finite and > 0");
+    let n = validate::product(op, &[rows, vocab])?;
+    validate::input(dev, op, "logits", logits, n)?;
+    targets.check(dev, op, rows, vocab)?;
+    Ok(n)
+}
+
+/// `rows` and `vocab` as the kernels' 32-bit integers; `n = rows·vocab` must fit too.
+pub(crate) fn dims_u32(
+    op: &'static str,
+    rows: usize,
+    vocab: usize,
+    n: usize,
+) -> Result<(u32, u32)> {
+    let dims = (validate::fits_u32(op, "rows", rows)?, validate::fits_u32(op, "vocab", vocab)?);
+    validate::fits_u32(op, "rows*vocab", n)?;
+    Ok(dims)
+}
+
+/// The CUDA launch of both kernels: one block of 512 threads per row.
+#[cfg(feature = "cuda")]
+pub(crate) fn row_blocks(rows: u32) -> cudarc::driver::LaunchConfig {
+    cudarc::driver::LaunchConfig {
+        grid_dim: (rows, 1, 1),
+        block_dim: (512, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
 /// `logp[i] = log_softmax(scale·logits[row(i)])[tokens[i]]` for every target `i`, and
 /// `entropy[r] = −Σ p log p` of every row when given (`0·log 0 = 0`; rows without targets get
 /// one too). `logits` is `[rows, vocab]`, finite or −inf (masked), with a finite entry per row;
@@ -131,19 +172,13 @@ pub fn target_logprob<'a>(
     scale: f32,
 ) -> Result<()> {
     let (logits, mut logp, mut entropy) = (logits.into(), logp.into(), entropy);
-    crate::ensure!(vocab > 0, OP, "vocab must be > 0");
-    crate::ensure!(scale.is_finite() && scale > 0.0, OP, "scale = {scale} must be finite and > 0");
-    let n = validate::product(OP, &[rows, vocab])?;
-    validate::input(dev, OP, "logits", &logits, n)?;
-    targets.check(dev, OP, rows, vocab)?;
+    let n = check_logits(dev, OP, &logits, targets, rows, vocab, scale)?;
     let nt = targets.len();
     validate::output(dev, OP, "logp", &logp, nt)?;
     if let Some(h) = &entropy {
         validate::output(dev, OP, "entropy", h, rows)?;
     }
-    let (rows32, vocab32) =
-        (validate::fits_u32(OP, "rows", rows)?, validate::fits_u32(OP, "vocab", vocab)?);
-    validate::fits_u32(OP, "rows*vocab", n)?;
+    let (rows32, vocab32) = dims_u32(OP, rows, vocab, n)?;
     if rows == 0 {
         return Ok(());
     }
@@ -164,16 +199,12 @@ pub fn target_logprob<'a>(
         #[cfg(feature = "cuda")]
         Inner::Cuda(b) => {
             use crate::cuda::{addr, addr_mut, driver_err};
-            use cudarc::driver::{LaunchConfig, PushKernelArg};
+            use cudarc::driver::PushKernelArg;
             let f = b.function(OP, "target_logprob_f32")?;
             let (lp, rpp, tkp) = (addr(b, &logits), addr(b, &rp), addr(b, &tk));
             let outp = addr_mut(b, &mut logp);
             let hp: u64 = entropy.as_mut().map(|h| addr_mut(b, h)).unwrap_or(0);
-            let cfg = LaunchConfig {
-                grid_dim: (rows32, 1, 1),
-                block_dim: (512, 1, 1),
-                shared_mem_bytes: 0,
-            };
+            let cfg = row_blocks(rows32);
             let mut l = b.stream().launch_builder(&f);
             l.arg(&lp).arg(&rpp).arg(&tkp).arg(&outp).arg(&hp);
             l.arg(&rows32).arg(&vocab32).arg(&scale);

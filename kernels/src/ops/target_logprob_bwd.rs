@@ -2,6 +2,7 @@
 
 use crate::device::Inner;
 use crate::ops::LogprobTargets;
+use crate::ops::target_logprob::{check_logits, dims_u32};
 use crate::{Device, Result, View, ViewMut, cpu, validate};
 
 const OP: &str = "target_logprob_bwd";
@@ -26,20 +27,14 @@ pub fn target_logprob_bwd<'a>(
     scale: f32,
 ) -> Result<()> {
     let (logits, grad_logp, mut dlogits) = (logits.into(), grad_logp.into(), dlogits.into());
-    crate::ensure!(vocab > 0, OP, "vocab must be > 0");
-    crate::ensure!(scale.is_finite() && scale > 0.0, OP, "scale = {scale} must be finite and > 0");
-    let n = validate::product(OP, &[rows, vocab])?;
-    validate::input(dev, OP, "logits", &logits, n)?;
-    targets.check(dev, OP, rows, vocab)?;
+    let n = check_logits(dev, OP, &logits, targets, rows, vocab, scale)?;
     let nt = targets.len();
     validate::input(dev, OP, "grad_logp", &grad_logp, nt)?;
     if let Some(ge) = &grad_entropy {
         validate::input(dev, OP, "grad_entropy", ge, rows)?;
     }
     validate::output(dev, OP, "dlogits", &dlogits, n)?;
-    let (rows32, vocab32) =
-        (validate::fits_u32(OP, "rows", rows)?, validate::fits_u32(OP, "vocab", vocab)?);
-    validate::fits_u32(OP, "rows*vocab", n)?;
+    let (rows32, vocab32) = dims_u32(OP, rows, vocab, n)?;
     if rows == 0 {
         return Ok(());
     }
@@ -61,17 +56,14 @@ pub fn target_logprob_bwd<'a>(
         #[cfg(feature = "cuda")]
         Inner::Cuda(b) => {
             use crate::cuda::{addr, addr_mut, driver_err};
-            use cudarc::driver::{LaunchConfig, PushKernelArg};
+            use crate::ops::target_logprob::row_blocks;
+            use cudarc::driver::PushKernelArg;
             let f = b.function(OP, "target_logprob_bwd_f32")?;
             let (lp, rpp, tkp) = (addr(b, &logits), addr(b, &rp), addr(b, &tk));
             let gp = addr(b, &grad_logp);
             let gep: u64 = grad_entropy.as_ref().map(|g| addr(b, g)).unwrap_or(0);
             let dp = addr_mut(b, &mut dlogits);
-            let cfg = LaunchConfig {
-                grid_dim: (rows32, 1, 1),
-                block_dim: (512, 1, 1),
-                shared_mem_bytes: 0,
-            };
+            let cfg = row_blocks(rows32);
             let mut l = b.stream().launch_builder(&f);
             l.arg(&lp).arg(&rpp).arg(&tkp).arg(&gp).arg(&gep).arg(&dp);
             l.arg(&rows32).arg(&vocab32).arg(&scale);

@@ -94,7 +94,7 @@ pub fn tree_decode<'a, T: FloatElement>(
         #[cfg(feature = "cuda")]
         Inner::Cuda(b) => {
             use crate::cuda::{addr, addr_mut, driver_err};
-            use cudarc::driver::{LaunchConfig, PushKernelArg};
+            use cudarc::driver::PushKernelArg;
             let name = decode_geom::symbol::<T>(OP, g.d);
             let f = b.function(OP, &name)?;
             let qp = addr(b, &q);
@@ -106,19 +106,13 @@ pub fn tree_decode<'a, T: FloatElement>(
             let (pop, plp, op) =
                 (addr_mut(b, &mut po), addr_mut(b, &mut pl), addr_mut(b, &mut out));
             let lp: u64 = lse.as_mut().map(|l| addr_mut(b, l)).unwrap_or(0);
-            let strides = [g.s_page as i64, g.s_kv as i64, g.s_head as i64, g.s_token as i64];
-            let (log2_ps, hq, group) = (g.log2_ps() as i32, g.hq as i32, g.group as i32);
-            let scale_log2 = g.scale_log2();
-            let cfg = LaunchConfig {
-                grid_dim: (validate::fits_u32(OP, "work items", nwork)?, g.hkv as u32, 1),
-                block_dim: (decode_geom::CUDA_THREADS, 1, 1),
-                shared_mem_bytes: decode_geom::smem_bytes(g.d, T::DTYPE),
-            };
+            let tail = decode_geom::CudaTail::new(&g);
+            let jobs = validate::fits_u32(OP, "work items", nwork)?;
+            let cfg = decode_geom::cuda_launch::<T>(&g, jobs);
             let mut l = b.stream().launch_builder(&f);
             l.arg(&qp).arg(&kvp).arg(&pp).arg(&o_work).arg(&o_qpos).arg(&mp).arg(&o_rows);
             l.arg(&pop).arg(&plp).arg(&op).arg(&lp);
-            l.arg(&strides[0]).arg(&strides[1]).arg(&strides[2]).arg(&strides[3]);
-            l.arg(&log2_ps).arg(&hq).arg(&group).arg(&scale_log2);
+            tail.push(&mut l);
             // SAFETY: `DecodePlanBuffers::upload` validated every index the kernel follows (page
             // ids below the cache's page count, page ranges covering exactly the item's tokens,
             // row ranges inside [0, rows), row_to_q a permutation, each (row, slot) state below

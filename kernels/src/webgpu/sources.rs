@@ -24,15 +24,19 @@ pub struct ShaderSource {
 pub const ELEM_F32: &str = "alias elem_t = f32;";
 
 /// Registers the `.wgsl` files. `NAME = "stem" + "shared"` prepends `wgsl/shared.wgsl` (code
-/// common to several shaders, e.g. `decode_tile.wgsl`; WGSL has no includes).
+/// common to several shaders, e.g. `decode_tile.wgsl`; WGSL has no includes); several headers
+/// (`"stem" + "a" + "b"`) are prepended in the order given. A pipeline's bind group layout is
+/// built from the bindings its entry point reaches, so a header declares only bindings that every
+/// module including it uses (as `decode_tile.wgsl` does); otherwise its functions name the
+/// module's own bindings (WGSL module-scope declarations are order-independent).
 macro_rules! shaders {
-    ($($name:ident = $stem:literal $(+ $head:literal)?),* $(,)?) => {
+    ($($name:ident = $stem:literal $(+ $head:literal)*),* $(,)?) => {
         $(
             #[doc = concat!("`wgsl/", $stem, ".wgsl`")]
             pub static $name: ShaderSource = ShaderSource {
                 stem: $stem,
                 code: concat!(
-                    $(include_str!(concat!("../../wgsl/", $head, ".wgsl")),)?
+                    $(include_str!(concat!("../../wgsl/", $head, ".wgsl")),)*
                     include_str!(concat!("../../wgsl/", $stem, ".wgsl"))
                 ),
                 needs_f16: false,
@@ -41,7 +45,7 @@ macro_rules! shaders {
         /// Every standalone `.wgsl` module of the crate.
         pub static SHADERS: &[&ShaderSource] = &[$(&$name),*];
         /// Stems of `.wgsl` files that are only prepended to other modules (shared code).
-        pub static SHADER_HEADERS: &[&str] = &[$($($head,)?)*];
+        pub static SHADER_HEADERS: &[&str] = &[$($($head,)*)*];
     };
 }
 
@@ -49,16 +53,16 @@ shaders![
     GEMM = "gemm",
     PAGE_COPY = "page_copy",
     PAGED_KV_APPEND = "paged_kv_append",
-    PACKED_ATTENTION_BWD = "packed_attention_bwd",
-    PACKED_ATTENTION_FWD = "packed_attention_fwd",
+    PACKED_ATTENTION_BWD = "packed_attention_bwd" + "packed_attention",
+    PACKED_ATTENTION_FWD = "packed_attention_fwd" + "packed_attention",
     RESIDUAL_ADD = "residual_add",
     RMSNORM = "rmsnorm",
     CATEGORICAL = "categorical",
     EMBEDDING = "embedding",
-    GATHER_LOGPROB = "gather_logprob",
+    GATHER_LOGPROB = "gather_logprob" + "softmax_row",
     LOGIT_MASK = "logit_mask",
     ROPE = "rope",
-    SOFTMAX = "softmax",
+    SOFTMAX = "softmax" + "softmax_row",
     SWIGLU = "swiglu",
     MERGE_STATES = "merge_states",
     PAGED_DECODE = "paged_decode" + "decode_tile",
@@ -71,8 +75,8 @@ shaders![
     SCALE = "scale",
     SUM_SQUARES = "sum_squares",
     SWIGLU_BWD = "swiglu_bwd",
-    TARGET_LOGPROB = "target_logprob",
-    TARGET_LOGPROB_BWD = "target_logprob_bwd",
+    TARGET_LOGPROB = "target_logprob" + "target_logprob_stats",
+    TARGET_LOGPROB_BWD = "target_logprob_bwd" + "target_logprob_stats",
 ];
 
 /// The f16-storage variant of `shader`, or `None` if it has no `alias elem_t = f32;` line.

@@ -14,7 +14,7 @@ use crate::classify::TaskHooks;
 use crate::config::TreeConfig;
 use crate::config_check::{ConfigError, ConfigWarning};
 use crate::engine::{Engine, EngineError};
-use crate::tree::RolloutTree;
+use crate::tree::{RolloutTree, SamplingMode};
 
 /// One query to sample: a stable id (it seeds the query's randomness, so the same id and seed
 /// give the same tree in any batch) and its prompt tokens.
@@ -148,7 +148,8 @@ impl<H: TaskHooks> TreeSampler<H> {
         engine: &mut E,
         queries: &[Query<'_>],
     ) -> Result<RolloutTree, SampleError> {
-        tree::run(&self.config, &self.hooks, &self.warnings, engine, queries)
+        let (mode, drive) = (SamplingMode::Tree, tree::drive::<E>);
+        state::run(&self.config, &self.hooks, &self.warnings, engine, queries, mode, drive)
     }
 
     /// The sequential baseline: `w` independent samples per query of up to `d·l` tokens, the
@@ -160,6 +161,7 @@ impl<H: TaskHooks> TreeSampler<H> {
         engine: &mut E,
         queries: &[Query<'_>],
     ) -> Result<RolloutTree, SampleError> {
-        sequential::run(&self.config, &self.hooks, &self.warnings, engine, queries)
+        let (mode, drive) = (SamplingMode::Sequential, sequential::drive::<E>);
+        state::run(&self.config, &self.hooks, &self.warnings, engine, queries, mode, drive)
     }
 }

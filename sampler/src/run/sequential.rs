@@ -2,53 +2,19 @@
 //! prefilled once and forked into `w`, each sample decoded in chunks of `l` tokens (appending to
 //! its own engine node) with the same stop rules; no branching, no fallback.
 
-use std::time::Instant;
-
+use super::SampleError;
 use super::io::{EngineIo, Exhausted};
-use super::state::{
-    Ctx, Path, PathState, QState, break_deadlock, check_ids, cleanup, complete,
-    decode_and_classify, into_tree,
-};
-use super::{Query, SampleError};
-use crate::classify::TaskHooks;
-use crate::config::TreeConfig;
-use crate::config_check::ConfigWarning;
+use super::state::{Ctx, Path, PathState, QState, break_deadlock, complete, decode_and_classify};
 use crate::engine::Engine;
-use crate::tree::{NodeId, RolloutTree, SamplingMode, StepTrace};
+use crate::tree::{NodeId, StepTrace};
 
-pub(super) fn run<E: Engine + ?Sized>(
-    config: &TreeConfig,
-    hooks: &dyn TaskHooks,
-    warnings: &[ConfigWarning],
-    engine: &mut E,
-    queries: &[Query<'_>],
-) -> Result<RolloutTree, SampleError> {
-    let started = Instant::now();
-    config.validate()?;
-    check_ids(queries)?;
-    let mut io = EngineIo::new(engine);
-    let mut qs: Vec<QState> = queries.iter().map(|q| QState::new(q, config.seed)).collect();
-    let mut ctx = Ctx::new(config, hooks);
-    if let Err(e) = drive(&mut io, &mut qs, &mut ctx, queries) {
-        cleanup(&mut io, &mut qs);
-        return Err(e);
-    }
-    Ok(into_tree(io, qs, SamplingMode::Sequential, warnings, started))
-}
-
-fn drive<E: Engine + ?Sized>(
+/// The sequential loop (run by `state::run` after the prefill).
+pub(super) fn drive<E: Engine + ?Sized>(
     io: &mut EngineIo<'_, E>,
     qs: &mut [QState],
     ctx: &mut Ctx<'_>,
-    queries: &[Query<'_>],
 ) -> Result<(), SampleError> {
-    if qs.is_empty() {
-        return Ok(());
-    }
-    let prompts: Vec<&[u32]> = queries.iter().map(|q| q.prompt).collect();
-    let roots = io.prefill(&prompts)?;
-    for (q, root) in qs.iter_mut().zip(roots) {
-        q.engine_of[0] = Some(root);
+    for q in qs.iter_mut() {
         q.tree.initial_fanout = ctx.config.width();
     }
     // Samples not yet forked off the prompt node (the pool may be short).
@@ -120,14 +86,6 @@ fn fork_samples<E: Engine + ?Sized>(
         }
         Err(Exhausted) => Vec::new(),
     };
-    for &child in &children {
-        let id = q.add_node(NodeId::ROOT, Some(child), None);
-        q.paths.push(Path {
-            node: id,
-            engine: child,
-            key: q.keys[id.index()],
-            state: PathState::Decode,
-        });
-    }
+    q.open_children(NodeId::ROOT, &children);
     Ok(children.len())
 }

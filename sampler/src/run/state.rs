@@ -1,5 +1,6 @@
-//! Per-query sampler state and the steps both samplers share: decode + classify, completion and
-//! release, the KV deadlock rule, cleanup.
+//! Per-query sampler state and the steps both samplers share: the run around their loops
+//! (checks, prefill, cleanup, output), decode + classify, completion and release, the KV
+//! deadlock rule.
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -88,6 +89,20 @@ impl QState {
     pub(crate) fn response_tokens_held(&self) -> usize {
         self.tree.tree_tokens()
     }
+
+    /// Adds a tree child of `parent` owning each of `children` (fresh engine nodes forked off
+    /// `parent`'s) and opens a `Decode` path on it, in order.
+    pub(crate) fn open_children(&mut self, parent: NodeId, children: &[EngineNode]) {
+        for &child in children {
+            let id = self.add_node(parent, Some(child), None);
+            self.paths.push(Path {
+                node: id,
+                engine: child,
+                key: self.keys[id.index()],
+                state: PathState::Decode,
+            });
+        }
+    }
 }
 
 /// Forks `node` of query `q` into `want` tree+engine children (retrying with one child when the
@@ -112,15 +127,7 @@ pub(crate) fn fork_into<E: Engine + ?Sized>(
         Ok(children) => children,
         Err(Exhausted) => return Ok(0),
     };
-    for &child in &children {
-        let id = q.add_node(node, Some(child), None);
-        q.paths.push(Path {
-            node: id,
-            engine: child,
-            key: q.keys[id.index()],
-            state: PathState::Decode,
-        });
-    }
+    q.open_children(node, &children);
     Ok(children.len())
 }
 
@@ -291,8 +298,59 @@ pub(crate) fn break_deadlock<E: Engine + ?Sized>(
     complete(io, q)
 }
 
+/// One run of either sampler: the checks, one prefill of every prompt (each query's root then
+/// owns its prompt's engine node), the sampler's own loop `drive`, a best-effort cleanup when
+/// anything failed, the output tree.
+pub(crate) fn run<E, D>(
+    config: &TreeConfig,
+    hooks: &dyn TaskHooks,
+    warnings: &[ConfigWarning],
+    engine: &mut E,
+    queries: &[Query<'_>],
+    mode: SamplingMode,
+    drive: D,
+) -> Result<RolloutTree, SampleError>
+where
+    E: Engine + ?Sized,
+    D: FnOnce(&mut EngineIo<'_, E>, &mut [QState], &mut Ctx<'_>) -> Result<(), SampleError>,
+{
+    let started = Instant::now();
+    config.validate()?;
+    check_ids(queries)?;
+    let mut io = EngineIo::new(engine);
+    let mut qs: Vec<QState> = queries.iter().map(|q| QState::new(q, config.seed)).collect();
+    let mut ctx = Ctx::new(config, hooks);
+    if let Err(e) = prefill_and_drive(&mut io, &mut qs, &mut ctx, queries, drive) {
+        cleanup(&mut io, &mut qs);
+        return Err(e);
+    }
+    Ok(into_tree(io, qs, mode, warnings, started))
+}
+
+fn prefill_and_drive<E, D>(
+    io: &mut EngineIo<'_, E>,
+    qs: &mut [QState],
+    ctx: &mut Ctx<'_>,
+    queries: &[Query<'_>],
+    drive: D,
+) -> Result<(), SampleError>
+where
+    E: Engine + ?Sized,
+    D: FnOnce(&mut EngineIo<'_, E>, &mut [QState], &mut Ctx<'_>) -> Result<(), SampleError>,
+{
+    if qs.is_empty() {
+        return Ok(());
+    }
+    let prompts: Vec<&[u32]> = queries.iter().map(|q| q.prompt).collect();
+    let roots = io.prefill(&prompts)?;
+    for (q, root) in qs.iter_mut().zip(roots) {
+        q.engine_of[0] = Some(root);
+    }
+    drive(io, qs, ctx)
+}
+
 /// Best-effort release of everything still held (after a fatal error).
-pub(crate) fn cleanup<E: Engine + ?Sized>(io: &mut EngineIo<'_, E>, qs: &mut [QState]) {
+fn cleanup<E: Engine + ?Sized>(io: &mut EngineIo<'_, E>, qs: &mut [QState]) {
     for q in qs.iter_mut() {
         for i in (0..q.engine_of.len()).rev() {
             if let Some(node) = q.engine_of[i].take() {
@@ -304,7 +362,7 @@ pub(crate) fn cleanup<E: Engine + ?Sized>(io: &mut EngineIo<'_, E>, qs: &mut [QS
 }
 
 /// Rejects duplicate query ids.
-pub(crate) fn check_ids(queries: &[Query<'_>]) -> Result<(), SampleError> {
+fn check_ids(queries: &[Query<'_>]) -> Result<(), SampleError> {
     let mut seen = HashSet::new();
     match queries.iter().find(|q| !seen.insert(q.id)) {
         Some(q) => Err(SampleError::DuplicateQueryId(q.id)),
@@ -313,7 +371,7 @@ pub(crate) fn check_ids(queries: &[Query<'_>]) -> Result<(), SampleError> {
 }
 
 /// Assembles the output.
-pub(crate) fn into_tree<E: Engine + ?Sized>(
+fn into_tree<E: Engine + ?Sized>(
     io: EngineIo<'_, E>,
     qs: Vec<QState>,
     mode: SamplingMode,

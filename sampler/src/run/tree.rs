@@ -1,57 +1,24 @@
 //! The TreePO loop (TREEPO.md §1.1): initial divergence, then per step one batched decode,
 //! classification, branching with budget transfer, fallback, completion.
 
-use std::time::Instant;
-
+use super::SampleError;
 use super::io::EngineIo;
 use super::state::{
-    Ctx, PathState, QState, break_deadlock, check_ids, cleanup, complete, decode_and_classify,
-    fork_into, into_tree,
+    Ctx, PathState, QState, break_deadlock, complete, decode_and_classify, fork_into,
 };
-use super::{Query, SampleError};
-use crate::classify::TaskHooks;
 use crate::config::{DivPolicy, TotalBudgetPolicy, TreeConfig};
-use crate::config_check::ConfigWarning;
 use crate::engine::Engine;
 use crate::schedule::{
     PathStats, branch_total, initial_fanout, plan_fallback, split_budget, token_mode_upper,
 };
-use crate::tree::{FallbackEvent, NodeId, RolloutTree, SamplingMode, StepTrace};
+use crate::tree::{FallbackEvent, NodeId, StepTrace};
 
-pub(super) fn run<E: Engine + ?Sized>(
-    config: &TreeConfig,
-    hooks: &dyn TaskHooks,
-    warnings: &[ConfigWarning],
-    engine: &mut E,
-    queries: &[Query<'_>],
-) -> Result<RolloutTree, SampleError> {
-    let started = Instant::now();
-    config.validate()?;
-    check_ids(queries)?;
-    let mut io = EngineIo::new(engine);
-    let mut qs: Vec<QState> = queries.iter().map(|q| QState::new(q, config.seed)).collect();
-    let mut ctx = Ctx::new(config, hooks);
-    if let Err(e) = drive(&mut io, &mut qs, &mut ctx, queries) {
-        cleanup(&mut io, &mut qs);
-        return Err(e);
-    }
-    Ok(into_tree(io, qs, SamplingMode::Tree, warnings, started))
-}
-
-fn drive<E: Engine + ?Sized>(
+/// The TreePO loop (run by `state::run` after the prefill).
+pub(super) fn drive<E: Engine + ?Sized>(
     io: &mut EngineIo<'_, E>,
     qs: &mut [QState],
     ctx: &mut Ctx<'_>,
-    queries: &[Query<'_>],
 ) -> Result<(), SampleError> {
-    if qs.is_empty() {
-        return Ok(());
-    }
-    let prompts: Vec<&[u32]> = queries.iter().map(|q| q.prompt).collect();
-    let roots = io.prefill(&prompts)?;
-    for (q, root) in qs.iter_mut().zip(roots) {
-        q.engine_of[0] = Some(root);
-    }
     // Initial divergence (§1.2): one draw per query from its own stream.
     for q in qs.iter_mut() {
         let k = initial_fanout(ctx.config, ctx.config.initial_upper(), &mut q.rng);
