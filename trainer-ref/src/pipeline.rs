@@ -188,7 +188,11 @@ pub fn rl_iteration(
         if target == 0 {
             target = problems.len();
         }
-        let tree = sample_fn(&trainer.model, &settings.sampler, settings.sampling, &problems)?;
+        // Each dynamic-sampling round draws fresh randomness.
+        let mut round_cfg = settings.sampler.clone();
+        round_cfg.seed =
+            settings.sampler.seed.wrapping_add(rounds_left as u64 * 0x9e37_79b9_7f4a_7c15);
+        let tree = sample_fn(&trainer.model, &round_cfg, settings.sampling, &problems)?;
         stats.tokens_decoded += tree.cost().tokens_decoded;
         stats.queries_sampled += problems.len();
         let mut r = Rollouts::collect(&tree, &problems, task, tok, settings.overlong.as_ref())?;

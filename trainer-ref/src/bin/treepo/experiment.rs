@@ -85,7 +85,7 @@ fn arms(which: Which, base: &RunConfig) -> Vec<Arm> {
             let budget = base.rl.sampler.tree_max_depth * base.rl.sampler.tree_max_token_per_step;
             [2usize, 4, 8]
                 .into_iter()
-                .filter(|d| budget % d == 0)
+                .filter(|d| budget.is_multiple_of(*d))
                 .map(|d| {
                     let l = budget / d;
                     arm(&format!("d{d}xl{l}"), move |c| {

@@ -179,14 +179,14 @@ pub fn run(
     // Reinforcement learning.
     if phases.rl {
         let (mode, estimator) = cfg.rl.algo.parts();
-        let mut advantage = cfg.rl.advantage.clone().unwrap_or_default();
+        let mut advantage = cfg.rl.advantage.unwrap_or_default();
         if cfg.rl.advantage.is_none() {
             advantage.estimator = estimator;
         }
         let max_len = rl_sampler
             .max_response_length
             .unwrap_or(rl_sampler.tree_max_depth * rl_sampler.tree_max_token_per_step);
-        let settings = RlSettings {
+        let mut settings = RlSettings {
             sampling: mode,
             advantage: AdvantageConfig { ..advantage },
             loss: PolicyLossConfig {
@@ -204,7 +204,7 @@ pub fn run(
             mini_batches: cfg.rl.mini_batches,
             packed: cfg.rl.packed && mode == pipeline::SamplingMode::Tree,
             dynamic_sampling: usize::try_from(cfg.rl.dynamic_sampling_rounds).ok(),
-            overlong: (cfg.rl.overlong_buffer > 0).then(|| OverlongPenalty {
+            overlong: (cfg.rl.overlong_buffer > 0).then_some(OverlongPenalty {
                 max_response_len: max_len,
                 buffer_len: cfg.rl.overlong_buffer,
                 factor: 1.0,
@@ -231,6 +231,9 @@ pub fn run(
                 next_index += q as u64;
                 p
             };
+            // A fresh, reproducible sampler seed per step: resuming at step k draws what an
+            // uninterrupted run would have drawn.
+            settings.sampler.seed = splitmix(rl_sampler.seed ^ state.step);
             let stats = pipeline::rl_iteration(
                 &mut trainer,
                 &mut sample,
@@ -249,11 +252,14 @@ pub fn run(
                 stats.reward, stats.acc, stats.response_len
             ));
             pb.inc(1);
-            if cfg.eval.every > 0 && state.step % cfg.eval.every == 0 && state.step < cfg.rl.steps {
+            if cfg.eval.every > 0
+                && state.step.is_multiple_of(cfg.eval.every)
+                && state.step < cfg.rl.steps
+            {
                 let r = eval(&trainer, &mut sample)?;
                 metrics.log("eval", state.step, &serde_json::json!({"when": "during_rl", "tokens_decoded": state.tokens_decoded, "report": &r}))?;
             }
-            if cfg.run.checkpoint_every > 0 && state.step % cfg.run.checkpoint_every == 0 {
+            if cfg.run.checkpoint_every > 0 && state.step.is_multiple_of(cfg.run.checkpoint_every) {
                 checkpoint::save(run_dir, &trainer, &tok, &state)?;
             }
         }
@@ -274,6 +280,14 @@ pub fn run(
     std::fs::write(run_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?)?;
     plots(run_dir, &[run_dir.to_path_buf()])?;
     Ok(summary)
+}
+
+/// SplitMix64's finalizer: decorrelates consecutive seeds.
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Accuracy vs RL step and vs tokens decoded, one line per run directory (labelled with its
