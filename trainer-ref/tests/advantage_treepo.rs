@@ -1,8 +1,8 @@
 //! TreePO advantages against TREEPO.md §2.1 and the reference note §3.3 (worked example).
 
 use treepo_trainer::rl::advantage::{
-    SubgroupAggregation, SubgroupRejection, TreepoOptions, tree_reinforce_plus_plus_baseline,
-    treepo_raw_advantages, treepo_subgroup_terms,
+    SubgroupAggregation, SubgroupRejection, TreepoOptions, Whitening,
+    tree_reinforce_plus_plus_baseline, treepo_raw_advantages, treepo_subgroup_terms,
 };
 use treepo_trainer::rl::{
     AdvantageConfig, Advantages, EdgeStats, LeafRecord, RlError, RolloutTopology,
@@ -62,6 +62,36 @@ fn worked_example_whitened() {
     let adv =
         tree_reinforce_plus_plus_baseline(&worked_example(), &TreepoOptions::default()).unwrap();
     assert_4dp(&adv, &[-0.8060, 1.3091, -0.5122, -0.5122, 1.1328, 1.1328, -0.9823, -0.7619]);
+}
+
+/// Scale-only whitening divides by the same σ as centring but keeps 0 at 0: the worked example's
+/// raw averages over σ, where σ is read off the pinned centred values
+/// (`(b − a)_centred = (b − a)_raw / σ`); and a query whose leaves all agree stays at 0 while a
+/// mixed query in the same batch gets non-zero values.
+#[test]
+fn scale_only_whitening_keeps_zero_at_zero() {
+    let opts = TreepoOptions { whitening: Whitening::ScaleOnly, ..TreepoOptions::default() };
+    let adv = tree_reinforce_plus_plus_baseline(&worked_example(), &opts).unwrap();
+    let sigma = (1.25 - -0.75) / (1.3091 - -0.8060);
+    let raw = [-0.75, 1.25, -0.4722, -0.4722, 1.0833, 1.0833, -0.9167, -0.7083];
+    let want: Vec<f64> = raw.iter().map(|r| r / sigma).collect();
+    for (i, (g, w)) in adv.iter().zip(&want).enumerate() {
+        assert!((g - w).abs() < 5e-4, "leaf {i}: got {g:.5}, want {w:.5}");
+    }
+    // Query 1: four correct leaves, each 10 tokens; query 0 mixed with short leaves.
+    let mut leaves = vec![
+        leaf(0, &[1], 1.0, 2),
+        leaf(0, &[2], -1.0, 2),
+        leaf(0, &[3], -1.0, 2),
+        leaf(0, &[4], 1.0, 12),
+    ];
+    leaves.extend((0..4).map(|i| leaf(1, &[10 + i], 1.0, 10)));
+    let scaled = tree_reinforce_plus_plus_baseline(&leaves, &opts).unwrap();
+    assert!(scaled[4..].iter().all(|&a| a == 0.0), "uniform query stays at 0: {scaled:?}");
+    assert!(scaled[..4].iter().all(|&a| a != 0.0), "{scaled:?}");
+    // Centring, by contrast, moves the uniform query off 0 (the token mean is not 0 here).
+    let centred = tree_reinforce_plus_plus_baseline(&leaves, &TreepoOptions::default()).unwrap();
+    assert!(centred[4..].iter().all(|&a| a.abs() > 0.1), "{centred:?}");
 }
 
 #[test]

@@ -180,7 +180,7 @@ pub struct RlSection {
     /// Overlong penalty buffer in tokens (0 = off); the limit is the sampler's
     /// `max_response_length` (or d·l).
     pub overlong_buffer: usize,
-    /// Advantage estimator options (`estimator` defaults to the algorithm's).
+    /// Advantage estimator options; the estimator itself always follows `algo`.
     pub advantage: Option<AdvantageConfig>,
     /// The loss.
     pub loss: LossSection,

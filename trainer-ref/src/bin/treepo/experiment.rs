@@ -7,7 +7,7 @@
 //! | `algos` | TreePO vs GRPO vs GRPO with tree sampling: accuracy and sampling cost |
 //! | `shape` | depth × segment length at a fixed token budget d·l |
 //! | `width` | trajectories per query: tree vs sequential throughput |
-//! | `advantage` | TreePO's average vs size-weighted aggregation vs subgroup rejection |
+//! | `advantage` | TreePO's average vs size-weighted aggregation vs subgroup rejection vs scale-only whitening |
 //! | `init` | fixed vs more initial divergence |
 //! | `branching` | even split vs log-prob-steered branching |
 
@@ -20,7 +20,7 @@ use treepo_sampler::DivPolicy;
 use treepo_trainer::pipeline::Algo;
 use treepo_trainer::rl::AdvantageConfig;
 use treepo_trainer::rl::advantage::{
-    AdvantageEstimator, SubgroupAggregation, SubgroupRejection, TreepoOptions,
+    AdvantageEstimator, SubgroupAggregation, SubgroupRejection, TreepoOptions, Whitening,
 };
 use treepo_trainer::run::{RunConfig, checkpoint};
 
@@ -96,9 +96,10 @@ fn arms(which: Which, base: &RunConfig) -> Vec<Arm> {
                 .collect()
         }
         Which::Advantage => {
-            let mk = |agg, rej| AdvantageConfig {
+            let base_treepo = base.rl.advantage.unwrap_or_default().treepo;
+            let mk = move |agg, rej| AdvantageConfig {
                 estimator: AdvantageEstimator::Treepo,
-                treepo: TreepoOptions { aggregation: agg, rejection: rej },
+                treepo: TreepoOptions { aggregation: agg, rejection: rej, ..base_treepo },
                 ..AdvantageConfig::default()
             };
             vec![
@@ -113,6 +114,11 @@ fn arms(which: Which, base: &RunConfig) -> Vec<Arm> {
                 arm("size-weighted+rejection", move |c| {
                     c.rl.advantage =
                         Some(mk(SubgroupAggregation::GroupSize, SubgroupRejection::RejectZeroStd))
+                }),
+                arm("average+scale-only-whitening", move |c| {
+                    let mut a = mk(SubgroupAggregation::Average, SubgroupRejection::KeepAll);
+                    a.treepo.whitening = Whitening::ScaleOnly;
+                    c.rl.advantage = Some(a);
                 }),
             ]
         }

@@ -179,10 +179,9 @@ pub fn run(
     // Reinforcement learning.
     if phases.rl {
         let (mode, estimator) = cfg.rl.algo.parts();
+        // `rl.algo` picks the estimator; `[rl.advantage]` carries the estimators' options.
         let mut advantage = cfg.rl.advantage.unwrap_or_default();
-        if cfg.rl.advantage.is_none() {
-            advantage.estimator = estimator;
-        }
+        advantage.estimator = estimator;
         let max_len = rl_sampler
             .max_response_length
             .unwrap_or(rl_sampler.tree_max_depth * rl_sampler.tree_max_token_per_step);

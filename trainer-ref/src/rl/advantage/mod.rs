@@ -16,10 +16,10 @@ pub use edge::{
 };
 pub use flat::{GRPO_EPS, dr_grpo, grpo, reinforce_pp_baseline, rloo};
 pub use treepo::{
-    SubgroupAggregation, SubgroupRejection, SubgroupTerm, TreepoOptions,
+    SubgroupAggregation, SubgroupRejection, SubgroupTerm, TreepoOptions, Whitening,
     tree_reinforce_plus_plus_baseline, treepo_raw_advantages, treepo_subgroup_terms,
 };
-pub use whiten::{WHITEN_EPS, whiten_token_weighted};
+pub use whiten::{WHITEN_EPS, whiten_token_weighted, whiten_token_weighted_with};
 
 use serde::{Deserialize, Serialize};
 

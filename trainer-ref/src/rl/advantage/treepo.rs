@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::whiten::whiten_token_weighted;
+use super::whiten::whiten_token_weighted_with;
 use crate::rl::error::RlError;
 use crate::rl::tree_input::{LeafRecord, group_by_query};
 
@@ -46,6 +46,18 @@ pub enum SubgroupRejection {
     RejectZeroStd,
 }
 
+/// How the batch whitening treats the mean (verl's `masked_whiten(shift_mean=...)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Whitening {
+    /// `(x − μ) / σ`: the spec and the reference code.
+    #[default]
+    Center,
+    /// `x / σ`: a leaf whose raw advantage is 0 stays 0 (see
+    /// [`super::whiten::whiten_token_weighted_with`] for when this matters).
+    ScaleOnly,
+}
+
 /// Options of the TreePO estimator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -54,6 +66,8 @@ pub struct TreepoOptions {
     pub aggregation: SubgroupAggregation,
     /// Whether zero-variance subgroups are skipped.
     pub rejection: SubgroupRejection,
+    /// Whether whitening subtracts the token mean.
+    pub whitening: Whitening,
 }
 
 /// One subgroup term of a leaf.
@@ -144,7 +158,7 @@ pub fn tree_reinforce_plus_plus_baseline(
 ) -> Result<Vec<f64>, RlError> {
     let raw = treepo_raw_advantages(leaves, options)?;
     let num_tokens: Vec<usize> = leaves.iter().map(|l| l.num_tokens).collect();
-    whiten_token_weighted(&raw, &num_tokens)
+    whiten_token_weighted_with(&raw, &num_tokens, options.whitening == Whitening::Center)
 }
 
 /// Combines one leaf's terms; the root term is always present, so `terms` is never empty.

@@ -20,6 +20,23 @@ pub const WHITEN_EPS: f64 = 1e-8;
 /// Whitens per-leaf values with token weights `num_tokens`; returns one value per leaf (the value
 /// of each of its tokens).
 pub fn whiten_token_weighted(values: &[f64], num_tokens: &[usize]) -> Result<Vec<f64>, RlError> {
+    whiten_token_weighted_with(values, num_tokens, true)
+}
+
+/// [`whiten_token_weighted`] with verl's `shift_mean` switch: `false` divides by the token-weighted
+/// standard deviation (computed around the mean as usual) but does not subtract the mean, so a
+/// value of 0 stays 0.
+///
+/// Why it matters: TreePO's raw advantages sum to zero per query over *leaves*, but the whitening
+/// mean is over *tokens*. When correct answers are longer than wrong ones (a chain of thought
+/// versus a guess), the token mean is positive and centring gives every token of an all-correct
+/// query a negative advantage — the update then pushes down exactly the behaviour that is always
+/// right. `shift_mean = false` keeps those queries at 0.
+pub fn whiten_token_weighted_with(
+    values: &[f64],
+    num_tokens: &[usize],
+    shift_mean: bool,
+) -> Result<Vec<f64>, RlError> {
     check_len("num_tokens (whitening weights)", values.len(), num_tokens.len())?;
     check_finite("value to whiten", values)?;
     let total: usize = num_tokens.iter().sum();
@@ -36,5 +53,6 @@ pub fn whiten_token_weighted(values: &[f64], num_tokens: &[usize]) -> Result<Vec
         ss / (n - 1.0)
     };
     let inv_std = 1.0 / (var + WHITEN_EPS).sqrt();
-    Ok(values.iter().map(|&x| (x - mean) * inv_std).collect())
+    let shift = if shift_mean { mean } else { 0.0 };
+    Ok(values.iter().map(|&x| (x - shift) * inv_std).collect())
 }
