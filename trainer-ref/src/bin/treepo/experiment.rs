@@ -12,7 +12,7 @@
 //! | `branching` | even split vs log-prob-steered branching |
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow};
 use clap::{Args, ValueEnum};
@@ -342,6 +342,5 @@ fn width(a: &ExperimentArgs, base: &RunConfig) -> Result<String> {
     let dir = a.out.join("width");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("report.md"), &md)?;
-    let _ = Path::new("");
     Ok(md)
 }
