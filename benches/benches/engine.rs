@@ -1,0 +1,268 @@
+//! The model engine (`treepo_trainer::engine::ModelEngine`) on the tiny demo model
+//! (`ModelConfig::tiny`: 4 layers, C = 128, 4 q / 2 KV heads of 32, vocabulary of the synthetic
+//! tasks), per backend:
+//!
+//! 1. `engine_decode/{dev}/leaves={1,16,64}`: one `decode_segment` of 16 tokens (4 on software
+//!    adapters) for B leaves forked from a 16-token prompt — decode tokens/s. On the CPU and CUDA
+//!    also B = 64 leaves under a 480-token prompt (the model's context is 512) with the tree plan and the naive per-leaf plan
+//!    (the ratio is what reading the shared prompt once is worth inside the whole model step).
+//! 2. TreePO vs sequential on this engine: 4 countdown prompts, w = 16, b = 2, d = 14, l = 8 (the
+//!    paper's shape with segments scaled down), once with the task's stop symbol (a random model
+//!    emits it with probability ~1/21 per token, so paths end at varied lengths) and once with
+//!    no stop token (every path runs d·l tokens). Prints trajectories/s, decoded tokens/s and
+//!    response tokens/s of both and their ratios (median of 5 interleaved runs, fresh engines).
+//!
+//! Run: `cargo bench -p treepo-benches --bench engine`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use tree_attn::PlanKind;
+use treepo_benches::harness;
+use treepo_kernels::{BackendKind, Device};
+use treepo_sampler::{
+    BranchKey, DecodeParams, Engine, EntropyMode, Query, RolloutTree, SamplingParams,
+    SegmentRequest, TreeConfig, TreeSampler,
+};
+use treepo_trainer::engine::{EngineConfig, ModelEngine};
+use treepo_trainer::model::{Model, ModelConfig};
+use treepo_trainer::tasks::{CharVocab, Hooks, Split, TaskConfig};
+
+const QUERIES: u64 = 4;
+
+fn tiny(dev: &Device, vocab: usize) -> Model {
+    Model::random(dev, ModelConfig::tiny(vocab), 1).expect("model")
+}
+
+/// KV pages a backend can hold for the tiny model (wgpu binds at most 128 MiB).
+fn pool(dev: &Device) -> u32 {
+    if dev.kind() == BackendKind::Wgpu { 1536 } else { 4096 }
+}
+
+fn sampling() -> DecodeParams {
+    DecodeParams {
+        stop: Default::default(),
+        sampling: SamplingParams::default(),
+        entropy: EntropyMode::Skip,
+    }
+}
+
+/// One decode case: `leaves` fresh children of a `prompt`-token prompt decode `tokens` tokens.
+struct Case {
+    id: String,
+    prompt: usize,
+    leaves: usize,
+    tokens: usize,
+    plan: PlanKind,
+}
+
+/// Times one `decode_segment` of a [`Case`]; returns the best seconds per segment over
+/// criterion's samples.
+fn decode_case(c: &mut Criterion, dev: &Device, model: &Model, case: Case) -> f64 {
+    let Case { id, prompt, leaves: b, tokens, plan } = case;
+    let cfg = EngineConfig { plan, ..EngineConfig::with_pages(pool(dev)) };
+    let mut e = ModelEngine::new(model, cfg).expect("engine");
+    let p: Vec<u32> = (0..prompt as u32).map(|i| i * 7 % 20 + 1).collect();
+    let root = e.prefill(&[&p]).expect("prefill")[0];
+    let params = sampling();
+    let mut best = f64::INFINITY;
+    let mut group = c.benchmark_group("engine_decode");
+    group.bench_function(&id, |bench| {
+        bench.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for it in 0..iters {
+                let kids = e.fork(root, b).expect("fork");
+                let key = BranchKey::root(it, 0);
+                let reqs: Vec<SegmentRequest> = (0..b)
+                    .map(|i| SegmentRequest {
+                        node: kids[i],
+                        key: key.child(i as u32),
+                        response_offset: 0,
+                        max_tokens: tokens,
+                    })
+                    .collect();
+                dev.synchronize().expect("sync");
+                let t = Instant::now();
+                e.decode_segment(&reqs, &params).expect("decode");
+                dev.synchronize().expect("sync");
+                let el = t.elapsed();
+                total += el;
+                best = best.min(el.as_secs_f64());
+                for k in kids {
+                    e.release(k).expect("release");
+                }
+            }
+            total
+        })
+    });
+    group.finish();
+    if best.is_finite() {
+        println!(
+            "RESULT engine_decode/{id}: {:.2} ms/segment, {:.0} tokens/s ({})",
+            best * 1e3,
+            (b * tokens) as f64 / best,
+            dev.description()
+        );
+    }
+    best
+}
+
+fn decode(c: &mut Criterion) {
+    for dev in harness::devices() {
+        let model = tiny(&dev, 21);
+        let soft = harness::is_software(&dev);
+        let tokens = if soft { 4 } else { 16 };
+        for b in [1, 16, 64] {
+            let id = format!("{}/leaves={b}", dev.kind());
+            let case = Case { id, prompt: 16, leaves: b, tokens, plan: PlanKind::Tree };
+            decode_case(c, &dev, &model, case);
+        }
+        if soft || dev.kind() == BackendKind::Wgpu {
+            continue;
+        }
+        let k = dev.kind();
+        let long = |plan: PlanKind, name: &str| Case {
+            id: format!("{k}/prompt=480/leaves=64/{name}"),
+            prompt: 480,
+            leaves: 64,
+            tokens: 16,
+            plan,
+        };
+        let tree = decode_case(c, &dev, &model, long(PlanKind::Tree, "tree"));
+        let naive = decode_case(c, &dev, &model, long(PlanKind::Naive, "naive"));
+        if tree.is_finite() && naive.is_finite() {
+            println!(
+                "RESULT engine_decode/{k}/prompt=480/leaves=64: naive/tree time {:.2}x",
+                naive / tree
+            );
+        }
+    }
+}
+
+/// The countdown workload: hooks, stop id and prompts.
+fn workload() -> (CharVocab, Hooks, u32, Vec<Vec<u32>>) {
+    let task = TaskConfig::from_name("countdown").and_then(|t| t.build()).expect("task");
+    let vocab = CharVocab::new(task.vocabulary().unwrap_or_default()).expect("vocab");
+    let hooks = task.hooks(Arc::new(vocab.clone())).expect("hooks");
+    let stop = task.stop_symbol().and_then(|c| vocab.id(c)).expect("stop id");
+    let prompts = (0..QUERIES)
+        .map(|i| {
+            vocab.encode(&task.generate(Split::Train, i).expect("problem").prompt).expect("encode")
+        })
+        .collect();
+    (vocab, hooks, stop, prompts)
+}
+
+/// One sampling run on a fresh engine; returns the tree and the wall time of the sampler call.
+fn run(
+    model: &Model,
+    dev: &Device,
+    sampler: &TreeSampler<Hooks>,
+    prompts: &[Vec<u32>],
+    sequential: bool,
+) -> (RolloutTree, f64) {
+    let mut e = ModelEngine::new(model, EngineConfig::with_pages(pool(dev))).expect("engine");
+    let refs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
+    let queries = Query::batch(&refs);
+    let t = Instant::now();
+    let tree = if sequential {
+        sampler.sample_sequential(&mut e, &queries)
+    } else {
+        sampler.sample(&mut e, &queries)
+    }
+    .expect("sampling");
+    dev.synchronize().expect("sync");
+    (tree, t.elapsed().as_secs_f64())
+}
+
+fn response_tokens(t: &RolloutTree) -> usize {
+    t.queries().iter().flat_map(|q| q.leaves()).map(|l| l.response_len()).sum()
+}
+
+fn tree_vs_sequential(c: &mut Criterion) {
+    let (vocab, hooks, stop, prompts) = workload();
+    for dev in harness::devices() {
+        if harness::is_software(&dev) {
+            println!("SKIP engine tree_vs_sequential on {}: software adapter", dev.description());
+            continue;
+        }
+        let model = tiny(&dev, vocab.len());
+        for (regime, stops) in [("stop symbol", vec![stop]), ("no stop token", vec![])] {
+            let mut cfg = TreeConfig::with_shape(14, 8, 2, 16);
+            cfg.stop_token_ids = stops.into_iter().collect();
+            cfg.seed = 2025;
+            let sampler = TreeSampler::new(cfg, hooks.clone()).expect("config");
+            let mut times = [Vec::new(), Vec::new()];
+            let mut trees = Vec::new();
+            for _ in 0..5 {
+                for (k, seq) in [false, true].into_iter().enumerate() {
+                    let (tree, s) = run(&model, &dev, &sampler, &prompts, seq);
+                    times[k].push(s);
+                    trees.push(tree);
+                }
+            }
+            let median = |v: &mut Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let (tt, ts) = (median(&mut times[0]), median(&mut times[1]));
+            let (tree, seq) = (&trees[0], &trees[1]);
+            println!(
+                "\n== engine: TreePO vs sequential on {} ({regime}): {QUERIES} queries, w=16 b=2 d=14 l=8 ==",
+                dev.description()
+            );
+            let line = |name: &str, t: &RolloutTree, s: f64| {
+                let c = t.cost();
+                println!(
+                    "{name:<10} {:>4} trajectories  {:>6} tokens decoded  {:>6} response tokens  {:>3} steps  \
+                     peak {:>4} KV pages  {:>6.3} s  {:>7.1} traj/s  {:>7.0} decoded tok/s  {:>7.0} response tok/s",
+                    t.total_leaves(),
+                    c.tokens_decoded,
+                    response_tokens(t),
+                    c.engine_steps,
+                    c.peak_kv_pages,
+                    s,
+                    t.total_leaves() as f64 / s,
+                    c.tokens_decoded as f64 / s,
+                    response_tokens(t) as f64 / s
+                );
+            };
+            line("tree", tree, tt);
+            line("sequential", seq, ts);
+            let rate = |t: &RolloutTree, s: f64| response_tokens(t) as f64 / s;
+            println!(
+                "RESULT engine_tree_vs_sequential/{}/{regime}: trajectories/s tree/seq {:.2}x, decoded tokens/s {:.2}x, response tokens/s {:.2}x",
+                dev.kind(),
+                (tree.total_leaves() as f64 / tt) / (seq.total_leaves() as f64 / ts),
+                (tree.cost().tokens_decoded as f64 / tt) / (seq.cost().tokens_decoded as f64 / ts),
+                rate(tree, tt) / rate(seq, ts),
+            );
+        }
+        let mut cfg = TreeConfig::with_shape(14, 8, 2, 16);
+        cfg.stop_token_ids = [stop].into();
+        let sampler = TreeSampler::new(cfg, hooks.clone()).expect("config");
+        let mut g = c.benchmark_group(format!("engine_sampling/{}", dev.kind()));
+        g.sample_size(10).measurement_time(Duration::from_secs(5));
+        // The sampler call only (engine construction, a 64 MiB zeroed pool, is not timed).
+        for (name, seq) in [("tree", false), ("sequential", true)] {
+            g.bench_function(name, |b| {
+                b.iter_custom(|iters| {
+                    (0..iters)
+                        .map(|_| {
+                            Duration::from_secs_f64(run(&model, &dev, &sampler, &prompts, seq).1)
+                        })
+                        .sum()
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = harness::criterion();
+    targets = decode, tree_vs_sequential
+}
+criterion_main!(benches);
