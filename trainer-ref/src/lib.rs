@@ -1,8 +1,11 @@
 //! # treepo-trainer
 //!
-//! The reference trainer of treepo-rs. This crate currently holds its pure-math RL core
-//! ([`rl`]), evaluation metrics ([`metrics`]) and the verifiable tasks ([`tasks`]); the model,
-//! its backward pass and the `treepo` binary build on them.
+//! The reference trainer of treepo-rs. This crate holds the reference decoder ([`model`]), the
+//! sampling engine the TreePO sampler drives on it ([`engine`]: tree-kv pages + tree-attn decode
+//! on every backend), its pure-math RL core ([`rl`]), training ([`train`]: batches, backward,
+//! AdamW), rollout trees as training batches ([`rollout`]), the RL loop ([`pipeline`]), runs ([`run`]: configs, checkpoints, metrics, plots),
+//! evaluation metrics ([`metrics`]) and the verifiable tasks ([`tasks`]); the `treepo` binary
+//! builds on them.
 //!
 //! ## Key decisions
 //!

@@ -118,7 +118,7 @@ impl ModelEngine<'_> {
             tokens: &tokens[pf.cached_tokens as usize..],
             slots: pf.slots,
         };
-        let r = self.run_jobs(std::slice::from_ref(&job));
+        let r = self.on_pool(|e| e.run_jobs(std::slice::from_ref(&job)));
         let mut hidden = self.note(r)?;
         self.nodes.get_mut(node)?.hidden = hidden.pop().unwrap_or_default();
         Ok(())
