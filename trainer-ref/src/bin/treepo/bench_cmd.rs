@@ -72,18 +72,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let dev = common::device(&a.device)?;
     let model = match &a.model {
         Some(dir) => Model::load(&dev, dir)?,
-        None => {
-            let mut c = ModelConfig::tiny(32);
-            (
-                c.hidden_size,
-                c.intermediate_size,
-                c.num_hidden_layers,
-                c.head_dim,
-                c.num_attention_heads,
-                c.num_key_value_heads,
-            ) = (96, 256, 3, 24, 4, 2);
-            Model::random(&dev, c, 7)?
-        }
+        None => Model::random(&dev, ModelConfig::tiny(32), 7)?,
     };
     let v = model.config().vocab_size as u32;
     println!(
