@@ -178,10 +178,6 @@ fn run(
     (tree, t.elapsed().as_secs_f64())
 }
 
-fn response_tokens(t: &RolloutTree) -> usize {
-    t.queries().iter().flat_map(|q| q.leaves()).map(|l| l.response_len()).sum()
-}
-
 fn tree_vs_sequential(c: &mut Criterion) {
     let (vocab, hooks, stop, prompts) = workload();
     for dev in harness::devices() {
@@ -226,18 +222,18 @@ fn tree_vs_sequential(c: &mut Criterion) {
                      peak {:>4} KV pages  {:>6.3} s  {:>7.1} traj/s  {:>7.0} decoded tok/s  {:>7.0} response tok/s",
                     t.total_leaves(),
                     c.tokens_decoded,
-                    response_tokens(t),
+                    t.total_response_tokens(),
                     c.engine_steps,
                     c.peak_kv_pages,
                     s,
                     t.total_leaves() as f64 / s,
                     c.tokens_decoded as f64 / s,
-                    response_tokens(t) as f64 / s
+                    t.total_response_tokens() as f64 / s
                 );
             };
             line("tree", tree, tt);
             line("sequential", seq, ts);
-            let rate = |t: &RolloutTree, s: f64| response_tokens(t) as f64 / s;
+            let rate = |t: &RolloutTree, s: f64| t.total_response_tokens() as f64 / s;
             println!(
                 "RESULT engine_tree_vs_sequential/{}/w={w}/{regime}: trajectories/s tree/seq {:.2}x, decoded tokens/s {:.2}x, response tokens/s {:.2}x",
                 dev.kind(),

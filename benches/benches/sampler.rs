@@ -91,15 +91,12 @@ fn report(sampler: &Sampler) {
     line("tree", &tree, scheduler_us_per_step(sampler, false, 15));
     line("sequential", &seq, scheduler_us_per_step(sampler, true, 15));
     let ratio = seq.cost().tokens_decoded as f64 / tree.cost().tokens_decoded.max(1) as f64;
-    let response_tokens = |t: &RolloutTree| -> usize {
-        t.queries().iter().flat_map(|q| q.leaves()).map(|l| l.response_len()).sum()
-    };
     let per_response =
-        |t: &RolloutTree| t.cost().tokens_decoded as f64 / response_tokens(t).max(1) as f64;
+        |t: &RolloutTree| t.cost().tokens_decoded as f64 / t.total_response_tokens().max(1) as f64;
     println!(
         "ratio sequential/tree tokens decoded: {ratio:.2}x  (mean response length: tree {:.1}, sequential {:.1})",
-        response_tokens(&tree) as f64 / tree.total_leaves().max(1) as f64,
-        response_tokens(&seq) as f64 / seq.total_leaves().max(1) as f64,
+        tree.total_response_tokens() as f64 / tree.total_leaves().max(1) as f64,
+        seq.total_response_tokens() as f64 / seq.total_leaves().max(1) as f64,
     );
     println!(
         "tokens decoded per response token: tree {:.3}, sequential {:.3} (ratio {:.2}x)",

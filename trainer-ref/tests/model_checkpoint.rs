@@ -16,17 +16,7 @@ fn tmpdir(name: &str) -> PathBuf {
 }
 
 fn small(tied: bool, model_type: ModelType) -> ModelConfig {
-    let mut c = ModelConfig::tiny(21);
-    c.hidden_size = 16;
-    c.intermediate_size = 24;
-    c.num_hidden_layers = 2;
-    c.num_attention_heads = 4;
-    c.num_key_value_heads = 2;
-    c.head_dim = 4;
-    c.tie_word_embeddings = tied;
-    c.model_type = model_type;
-    c.attention_bias = model_type == ModelType::Qwen2;
-    c
+    ModelConfig { vocab_size: 21, ..crate::common::tiny_config(tied, model_type) }
 }
 
 #[test]

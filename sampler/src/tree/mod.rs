@@ -408,6 +408,13 @@ impl RolloutTree {
         self.queries.iter().map(|q| q.leaves.len()).sum()
     }
 
+    /// Response tokens summed over all trajectories (a token shared by k leaves counts k times):
+    /// what sequential sampling would have decoded for the same trajectories.
+    #[must_use]
+    pub fn total_response_tokens(&self) -> usize {
+        self.queries.iter().flat_map(|q| q.leaves()).map(|l| l.response_len()).sum()
+    }
+
     /// Graphviz DOT text (one cluster per query).
     #[must_use]
     pub fn to_dot(&self) -> String {

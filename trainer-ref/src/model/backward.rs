@@ -204,20 +204,8 @@ impl Model {
                 },
                 &attn,
             )?;
-            let qs = RopeShape {
-                tokens: n,
-                num_heads: hq,
-                head_dim: hd,
-                token_stride: qd,
-                head_stride: hd,
-            };
-            let ks = RopeShape {
-                tokens: n,
-                num_heads: hkv,
-                head_dim: hd,
-                token_stride: kvd,
-                head_stride: hd,
-            };
+            let qs = RopeShape::contiguous(n, hq, hd);
+            let ks = RopeShape::contiguous(n, hkv, hd);
             ops::rope(
                 dev,
                 s.dq.view_mut(),

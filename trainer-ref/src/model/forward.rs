@@ -275,20 +275,8 @@ impl Model {
                 ops::gemm(dev, ones, w(&bk)?, layer_mut(&mut a.k, l, n * kvd)?, &bias(kvd))?;
                 ops::gemm(dev, ones, w(&bv)?, layer_mut(&mut a.v, l, n * kvd)?, &bias(kvd))?;
             }
-            let qs = RopeShape {
-                tokens: n,
-                num_heads: hq,
-                head_dim: hd,
-                token_stride: qd,
-                head_stride: hd,
-            };
-            let ks = RopeShape {
-                tokens: n,
-                num_heads: hkv,
-                head_dim: hd,
-                token_stride: kvd,
-                head_stride: hd,
-            };
+            let qs = RopeShape::contiguous(n, hq, hd);
+            let ks = RopeShape::contiguous(n, hkv, hd);
             ops::rope(
                 dev,
                 layer_mut(&mut a.q, l, n * qd)?,

@@ -101,11 +101,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         for (i, tree) in [true, false].into_iter().enumerate() {
             let (secs, out) = measure(&model, &cfg, &prompts, tree)?;
             let leaves = out.total_leaves();
-            let resp: usize = out
-                .queries()
-                .iter()
-                .map(|q| q.leaves().iter().map(|l| l.response_len()).sum::<usize>())
-                .sum();
+            let resp = out.total_response_tokens();
             if secs < best[i].0 {
                 best[i] = (secs, leaves, resp, out.cost().tokens_decoded);
             }

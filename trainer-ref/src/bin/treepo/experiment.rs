@@ -317,11 +317,7 @@ fn width(a: &ExperimentArgs, base: &RunConfig) -> Result<String> {
             for (i, tree) in [true, false].into_iter().enumerate() {
                 let (secs, out) = crate::bench_cmd::measure(&model, &cfg, &prompts, tree)?;
                 let leaves = out.total_leaves() as f64;
-                let resp: usize = out
-                    .queries()
-                    .iter()
-                    .map(|q| q.leaves().iter().map(|l| l.response_len()).sum::<usize>())
-                    .sum();
+                let resp = out.total_response_tokens();
                 if secs < best[i].0 {
                     best[i] = (secs, leaves / secs, resp as f64 / secs);
                 }
