@@ -19,6 +19,10 @@
 //! DISTINCT K/V bytes (the IO floor: every distinct byte once) for the tree, and the merge's share
 //! of the tree time (tree_decode and merge_states timed separately). On CUDA also cold-L2 times
 //! (a 256 MiB write between runs); host-timed, so each GPU figure includes one launch latency.
+//! Computed, not measured: `cuda_kv_x`, the K/V re-read factor of the CUDA decode tile on the
+//! tree plan for the table's dtype and heads (`ops::cuda_kv_reread`, sm_80+ paths): each work
+//! item's K/V is read once per pass of 64 (tensor cores) or 16 query vectors, averaged over the
+//! items weighted by their tokens; 1.00 = one pass per item, the floor for that plan.
 //! Then criterion's own measurements of `naive` and `tree`.
 //!
 //! `cargo bench -p treepo-benches --bench tree_decode` (filters go to criterion only).
@@ -30,7 +34,7 @@ use tree_attn::plan::plan;
 use tree_attn::{
     DecodeWorkspace, LeafPageTable, LeafQuery, NodeKv, PlanKind, PlanOptions, TreeKvView,
 };
-use treepo_kernels::ops::{DecodeParams, DecodePlanBuffers, PageTable, PagedKvLayout};
+use treepo_kernels::ops::{self, DecodeParams, DecodePlanBuffers, PageTable, PagedKvLayout};
 use treepo_kernels::testing::Rng;
 use treepo_kernels::{AdapterPolicy, BackendKind, Buffer, Device, FloatElement, bf16, f16};
 
@@ -127,6 +131,8 @@ struct Setup<T: FloatElement> {
     plans: Vec<(DecodePlanBuffers, DecodeWorkspace)>,
     params: DecodeParams,
     distinct_bytes: f64,
+    /// `ops::cuda_kv_reread` of the default tree plan.
+    cuda_kv_x: f64,
 }
 
 impl<T: FloatElement> Setup<T> {
@@ -143,10 +149,14 @@ impl<T: FloatElement> Setup<T> {
         let group = (cfg.hq / cfg.hkv) as u32;
         let mut plans = Vec::new();
         let mut distinct = 0;
-        for &(_, kind) in variants(cfg.units).iter().skip(1) {
+        let mut cuda_kv_x = 0.0;
+        for (i, &(_, kind)) in variants(cfg.units).iter().skip(1).enumerate() {
             let kind = kind.expect("plan kinds");
             let p = plan(&tree.view(), &tree.leaves, &PlanOptions::new(kind, group)).expect("plan");
             distinct = p.distinct_tokens();
+            if i == 0 {
+                cuda_kv_x = ops::cuda_kv_reread(T::DTYPE, group as usize, p.work(), true);
+            }
             let bufs = p.upload(dev, tree.num_pages).expect("upload plan");
             let ws = DecodeWorkspace::new(dev, &bufs, cfg.hq, cfg.d).expect("workspace");
             plans.push((bufs, ws));
@@ -164,6 +174,7 @@ impl<T: FloatElement> Setup<T> {
                 sm_scale: (cfg.d as f32).powf(-0.5),
             },
             distinct_bytes: distinct as f64 * (2 * cfg.hkv * cfg.d * T::DTYPE.size()) as f64,
+            cuda_kv_x,
         }
     }
 
@@ -295,7 +306,7 @@ fn summary<T: FloatElement>(cfg: &Config, name: &str, c: &mut Criterion, criteri
         None
     };
     println!(
-        "{:<16} {:>10} {:>10} {:>7} {:>10} {:>11} {:>10} {:>11} {:>9} {:>7}{}",
+        "{:<16} {:>10} {:>10} {:>7} {:>10} {:>11} {:>10} {:>11} {:>9} {:>7} {:>9}{}",
         "case",
         "naive_ms",
         "tree_ms",
@@ -306,6 +317,7 @@ fn summary<T: FloatElement>(cfg: &Config, name: &str, c: &mut Criterion, criteri
         "distinct_MB",
         "tree_GB/s",
         "merge%",
+        "cuda_kv_x",
         if cuda { "  cold: naive_ms tree_ms ratio" } else { "" }
     );
     let mut rng = Rng::new(0x7ee_dec0de);
@@ -327,15 +339,14 @@ fn summary<T: FloatElement>(cfg: &Config, name: &str, c: &mut Criterion, criteri
         let gbs = s.distinct_bytes / times[1].as_secs_f64() / 1e9;
         let mut cold = String::new();
         if let Some((a, b, n)) = flush_bufs.as_mut() {
-            let mut fl =
-                || treepo_kernels::ops::residual_add(dev, &mut *a, &*b, *n).expect("flush");
+            let mut fl = || ops::residual_add(dev, &mut *a, &*b, *n).expect("flush");
             let c = interleaved(dev, cfg.slow, 2, |v| s.run(dev, v), Some(&mut fl));
             let (cn, ct) = (median(&c[0]), median(&c[1]));
             cold = format!("  cold: {:.4} {:.4} {:.2}x", ms(cn), ms(ct), ratio(&c[0], &c[1]));
         }
         println!(
             "{case:<16} {:>10.4} {:>10.4} {:>6.2}x {:>10.4} {:>11.4} {:>10.4} {:>11.2} {:>9.2} \
-             {:>6.1}%{cold}   (max |tree-naive| {err:.1e})",
+             {:>6.1}% {:>9.2}{cold}   (max |tree-naive| {err:.1e})",
             ms(times[0]),
             ms(times[1]),
             speedup,
@@ -345,6 +356,7 @@ fn summary<T: FloatElement>(cfg: &Config, name: &str, c: &mut Criterion, criteri
             s.distinct_bytes / 1e6,
             gbs,
             merge_pct,
+            s.cuda_kv_x,
         );
         if dev.kind() == BackendKind::Cpu {
             let target = match case {

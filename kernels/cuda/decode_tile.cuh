@@ -1,7 +1,10 @@
 // decode_tile.cuh — the shared core of paged_decode.cu and tree_decode.cu (prepended to both by
 // `cuda::sources`): one CTA attends the query vectors of a contiguous row range — all q heads of
-// one KV head (GQA) — to a contiguous range of KV positions held in a page list, reading every
-// K/V token ONCE for all of them.
+// one KV head (GQA) — to a contiguous range of KV positions held in a page list. The vectors are
+// processed in passes (64 vectors on the MMA path, 16 on the SIMT path, below), and each pass
+// reads every K/V token of the range once: a job of M vectors reads its K/V ceil(M / pass) times
+// (e.g. 4 times for 32 leaves x GQA group 8 = 256 vectors on the MMA path). Host mirror of the
+// factor: `decode_geom::cuda_kv_passes` (printed by the tree_decode bench).
 //
 // Layouts
 //   K/V element (page, kv, head, token, d) at kv[page*s_page + kv*s_kv + head*s_head +
@@ -19,12 +22,13 @@
 // Launch geometry (both kernels): blockDim = DEC_THREADS (128, 4 warps), one CTA per (job, kv
 // head), dynamic shared memory = max of the two paths (host mirror: `decode_geom::smem_bytes`).
 // The path is chosen per CTA (block-uniform):
-//  * MMA  (f16/bf16 and >= 16 query vectors): tensor cores, mma.sync.aligned.m16n8k16 with f32
+//  * MMA  (f16/bf16, >= 16 query vectors and TREEPO_HAS_MMA, i.e. sm_80+; on sm_75 every CTA
+//    takes the SIMT path with the same launch): tensor cores, mma.sync.aligned.m16n8k16 with f32
 //    accumulation. Passes of 64 query vectors (warp w owns vectors 16w..16w+15), KV blocks of 32
 //    tokens staged in shared memory (K as [32][D+8], V transposed as [D][40]; the +8 padding
 //    makes every fragment load bank-conflict free). S = Q·Kᵀ and O += P·V stay in registers
 //    (FlashAttention-2 style: the S accumulator fragment is re-packed as the A fragment of P).
-//  * SIMT (f32, or < 16 query vectors, e.g. one leaf): CUDA cores, passes of 16 query vectors,
+//  * SIMT (f32, < 16 query vectors e.g. one leaf, or sm_75): CUDA cores, passes of 16 vectors,
 //    KV blocks of 16 tokens converted to f32 in shared memory; one thread per (vector, key) dot
 //    product, a warp per vector for the softmax, each thread owns D/8 outputs of the pass.
 // Requirements (checked on the host): D in {64, 128}; q, the layer base and all strides are
@@ -248,6 +252,8 @@ __device__ void dec_simt(const DecArgs<T>& a, const DecJob& j, int kvh, int kv_h
 //   C (16x8, f32):  c0,c1 = (gid, 2tig..+1), c2,c3 = (gid+8, 2tig..+1)
 // ---------------------------------------------------------------------------------------------
 
+// `ok`: whether the MMA path exists for T on this target (f16/bf16 with TREEPO_HAS_MMA). When
+// it is false dec_mma<T, D> is never instantiated (dec_run's `if constexpr`).
 template <typename T>
 struct DecMma {
     static constexpr bool ok = false;
@@ -255,14 +261,12 @@ struct DecMma {
 
 template <>
 struct DecMma<__half> {
-    static constexpr bool ok = true;
+    static constexpr bool ok = TREEPO_HAS_MMA;
+#if TREEPO_HAS_MMA
     static __device__ __forceinline__ void mma(float* c, const u32* a, u32 b0, u32 b1) {
-        asm volatile(
-            "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-            "{%8,%9}, {%0,%1,%2,%3};\n"
-            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+        mma_m16n8k16_f16(c, a, b0, b1);
     }
+#endif
     static __device__ __forceinline__ u32 pack(float lo, float hi) {
         union {
             __half2 h;
@@ -275,14 +279,12 @@ struct DecMma<__half> {
 
 template <>
 struct DecMma<__nv_bfloat16> {
-    static constexpr bool ok = true;
+    static constexpr bool ok = TREEPO_HAS_MMA;
+#if TREEPO_HAS_MMA
     static __device__ __forceinline__ void mma(float* c, const u32* a, u32 b0, u32 b1) {
-        asm volatile(
-            "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-            "{%8,%9}, {%0,%1,%2,%3};\n"
-            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+        mma_m16n8k16_bf16(c, a, b0, b1);
     }
+#endif
     static __device__ __forceinline__ u32 pack(float lo, float hi) {
         union {
             __nv_bfloat162 h;

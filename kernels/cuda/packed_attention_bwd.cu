@@ -244,3 +244,92 @@ PA_DKDV(packed_attention_bwd_dkdv_hd64_f16, __half, 64)
 PA_DKDV(packed_attention_bwd_dkdv_hd128_f16, __half, 128)
 PA_DKDV(packed_attention_bwd_dkdv_hd64_bf16, __nv_bfloat16, 64)
 PA_DKDV(packed_attention_bwd_dkdv_hd128_bf16, __nv_bfloat16, 128)
+
+// ---------------------------------------------------------------- any head size (CUDA cores)
+// The backward of packed_attention_fwd_any (D not 64 or 128, D <= PA_ANY_MAX_D at run time),
+// after packed_attention_bwd_delta as above; 128 threads per block, no shared memory:
+//  - packed_attention_bwd_dq_any_{T}: one thread per (row, query head), grid (ceil(n/128), hq);
+//  - packed_attention_bwd_dkdv_any_{T}: one thread per (key, KV head), grid (ceil(n/128), hkv),
+//    summing over the group's query heads and the rows [j, kv_row_end[j]) that see key j.
+#define PA_ANY_MAX_D 256
+template <typename T>
+__device__ __forceinline__ float pa_dot(const T* __restrict__ a, const T* __restrict__ b, int d) {
+    float s = 0.0f;
+    for (int c = 0; c < d; ++c) s += to_f32(a[c]) * to_f32(b[c]);
+    return s;
+}
+
+template <typename T>
+__device__ __forceinline__ void bwd_dq_any(const T* __restrict__ q, const T* __restrict__ k,
+                                           const T* __restrict__ v, const T* __restrict__ d_o,
+                                           const float* __restrict__ lse,
+                                           const float* __restrict__ delta,
+                                           const int* __restrict__ kv_row_end,
+                                           T* __restrict__ dq, int n, int hq, int hkv, int d,
+                                           float scale) {
+    const i64 gi = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (gi >= n) return;
+    const int row = (int)gi, h = blockIdx.y, g = h / (hq / hkv);
+    const i64 at = ((i64)row * hq + h) * d;
+    const float lse_i = lse[(i64)h * n + row], delta_i = delta[(i64)h * n + row];
+    float acc[PA_ANY_MAX_D];
+    for (int c = 0; c < d; ++c) acc[c] = 0.0f;
+    for (int j = 0; j <= row; ++j) {
+        if (row >= kv_row_end[j]) continue;
+        const T* kr = k + ((i64)j * hkv + g) * d;
+        const float p = expf(scale * pa_dot(q + at, kr, d) - lse_i);
+        const float ds = p * (pa_dot(d_o + at, v + ((i64)j * hkv + g) * d, d) - delta_i);
+        for (int c = 0; c < d; ++c) acc[c] += ds * to_f32(kr[c]);
+    }
+    for (int c = 0; c < d; ++c) dq[at + c] = from_f32<T>(scale * acc[c]);
+}
+
+template <typename T>
+__device__ __forceinline__ void bwd_dkdv_any(const T* __restrict__ q, const T* __restrict__ k,
+                                             const T* __restrict__ v, const T* __restrict__ d_o,
+                                             const float* __restrict__ lse,
+                                             const float* __restrict__ delta,
+                                             const int* __restrict__ kv_row_end,
+                                             T* __restrict__ dk, T* __restrict__ dv, int n,
+                                             int hq, int hkv, int d, float scale) {
+    const i64 gi = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (gi >= n) return;
+    const int j = (int)gi, g = blockIdx.y, group = hq / hkv;
+    const i64 kat = ((i64)j * hkv + g) * d;
+    float dka[PA_ANY_MAX_D], dva[PA_ANY_MAX_D];
+    for (int c = 0; c < d; ++c) dka[c] = dva[c] = 0.0f;
+    const int end = kv_row_end[j];
+    for (int h = g * group; h < (g + 1) * group; ++h)
+        for (int i = j; i < end; ++i) {
+            const i64 at = ((i64)i * hq + h) * d;
+            const float p = expf(scale * pa_dot(q + at, k + kat, d) - lse[(i64)h * n + i]);
+            const float ds = p * (pa_dot(d_o + at, v + kat, d) - delta[(i64)h * n + i]);
+            for (int c = 0; c < d; ++c) {
+                dva[c] += p * to_f32(d_o[at + c]);
+                dka[c] += ds * to_f32(q[at + c]);
+            }
+        }
+    for (int c = 0; c < d; ++c) {
+        dk[kat + c] = from_f32<T>(scale * dka[c]);
+        dv[kat + c] = from_f32<T>(dva[c]);
+    }
+}
+
+#define PA_BWD_ANY_IN(T)                                                                   \
+    const T *__restrict__ q, const T *__restrict__ k, const T *__restrict__ v,             \
+        const T *__restrict__ d_o, const float *__restrict__ lse,                          \
+        const float *__restrict__ delta, const int *__restrict__ kv_row_end
+#define PA_BWD_ANY(T, DT)                                                                   \
+    extern "C" __global__ void __launch_bounds__(128) packed_attention_bwd_dq_any_##DT(     \
+        PA_BWD_ANY_IN(T), T* __restrict__ dq, int n, int hq, int hkv, int d, float scale) { \
+        bwd_dq_any<T>(q, k, v, d_o, lse, delta, kv_row_end, dq, n, hq, hkv, d, scale);      \
+    }                                                                                       \
+    extern "C" __global__ void __launch_bounds__(128) packed_attention_bwd_dkdv_any_##DT(   \
+        PA_BWD_ANY_IN(T), T* __restrict__ dk, T* __restrict__ dv, int n, int hq, int hkv,   \
+        int d, float scale) {                                                               \
+        bwd_dkdv_any<T>(q, k, v, d_o, lse, delta, kv_row_end, dk, dv, n, hq, hkv, d, scale); \
+    }
+
+PA_BWD_ANY(float, f32)
+PA_BWD_ANY(__half, f16)
+PA_BWD_ANY(__nv_bfloat16, bf16)

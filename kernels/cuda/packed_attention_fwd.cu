@@ -11,11 +11,13 @@
 //  - packed_attention_fwd_hd{D}_f32: CUDA cores. 16-row query tile (4 rows per warp), 32-key
 //    KV tiles staged in shared memory; lane = key for the scores (K rows padded to D+1 floats:
 //    no bank conflicts), lane = output dims {lane, lane+32, ...} for the accumulator.
-//  - packed_attention_fwd_hd{D}_{f16,bf16}: tensor cores, FlashAttention-2 style. 64-row query
-//    tile, 16 rows per warp held as mma.sync.m16n8k16 A fragments (f32 accumulation); 64-key KV
-//    tiles staged in shared memory (K row-major, V transposed, rows padded by 8 elements so the
-//    fragment loads are conflict-free); the S accumulators are reused in registers as the A
-//    fragments of P.V (the FA2 layout identity); online softmax in the log2 domain.
+//  - packed_attention_fwd_hd{D}_{f16,bf16}: 64-row query tiles. With TREEPO_HAS_MMA (sm_80+):
+//    tensor cores, FlashAttention-2 style, 16 rows per warp held as mma.sync.m16n8k16 A fragments
+//    (f32 accumulation); 64-key KV tiles staged in shared memory (K row-major, V transposed, rows
+//    padded by 8 elements so the fragment loads are conflict-free); the S accumulators are reused
+//    in registers as the A fragments of P.V (the FA2 layout identity); online softmax in the log2
+//    domain. Without it (sm_75): the CUDA-core path of the f32 kernels, run over the tile's four
+//    16-row sub-tiles in turn, so the host's grid is the same on every architecture.
 // Tile skipping: a KV tile whose block bounds show no visible pair for the query tile is
 // skipped (block-uniform); a tile visible in full (and inside n) is not masked per element.
 // Numerics: f32 statistics and accumulators; P is rounded to f16/bf16 before P.V (as FA2);
@@ -23,21 +25,25 @@
 // Shared with the backward: packed_attention.cuh (prepended; pa_classify, pa_stage_kv_f32).
 
 // ---------------------------------------------------------------- CUDA-core path (any T)
+#define PA_SCALAR_ROWS 16
+
+// Query rows [r0, r0 + PA_SCALAR_ROWS) of head blockIdx.y (r0 block-uniform; rows >= n are
+// skipped). The first shared-memory write (qs) comes before any barrier: a caller that runs this
+// more than once per block places a __syncthreads() between the calls.
 template <typename T, int D>
-__device__ __forceinline__ void fwd_scalar(const T* __restrict__ q, const T* __restrict__ k,
-                                           const T* __restrict__ v,
-                                           const int* __restrict__ kv_row_end,
-                                           const int* __restrict__ bounds, T* __restrict__ o,
-                                           float* __restrict__ lse, int n, int hq, int hkv,
-                                           float scale) {
-    constexpr int BR = 16, BC = 32, RPW = BR / 4, DPL = D / 32;
+__device__ __forceinline__ void fwd_scalar_rows(const T* __restrict__ q, const T* __restrict__ k,
+                                                const T* __restrict__ v,
+                                                const int* __restrict__ kv_row_end,
+                                                const int* __restrict__ bounds,
+                                                T* __restrict__ o, float* __restrict__ lse,
+                                                int n, int hq, int hkv, float scale, int r0) {
+    constexpr int BR = PA_SCALAR_ROWS, BC = 32, RPW = BR / 4, DPL = D / 32;
     __shared__ float qs[BR][D];
     __shared__ float ks[BC][D + 1];
     __shared__ float vs[BC][D];
     __shared__ int es[BC];
-    const int tile = gridDim.x - 1 - blockIdx.x;
     const int h = blockIdx.y, g = h / (hq / hkv);
-    const int r0 = tile * BR, r1 = min(r0 + BR, n);
+    const int r1 = min(r0 + BR, n);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     for (int e = threadIdx.x; e < BR * D; e += blockDim.x) {
         const int r = e / D, c = e % D, row = r0 + r;
@@ -100,7 +106,23 @@ __device__ __forceinline__ void fwd_scalar(const T* __restrict__ q, const T* __r
     }
 }
 
-// ---------------------------------------------------------------- tensor-core path (f16, bf16)
+// The f32 kernels: one 16-row tile per block.
+template <typename T, int D>
+__device__ __forceinline__ void fwd_scalar(const T* __restrict__ q, const T* __restrict__ k,
+                                           const T* __restrict__ v,
+                                           const int* __restrict__ kv_row_end,
+                                           const int* __restrict__ bounds, T* __restrict__ o,
+                                           float* __restrict__ lse, int n, int hq, int hkv,
+                                           float scale) {
+    const int tile = gridDim.x - 1 - blockIdx.x;
+    fwd_scalar_rows<T, D>(q, k, v, kv_row_end, bounds, o, lse, n, hq, hkv, scale,
+                          tile * PA_SCALAR_ROWS);
+}
+
+// ---------------------------------------------------------------- the 64-row tile (f16, bf16)
+#define PA_MMA_ROWS 64
+
+#if TREEPO_HAS_MMA
 __device__ __forceinline__ u32 pack2(float lo, float hi, __half) {
     __half2 h = __floats2half2_rn(lo, hi);  // lo in the low 16 bits (the lower column)
     return *reinterpret_cast<u32*>(&h);
@@ -110,24 +132,12 @@ __device__ __forceinline__ u32 pack2(float lo, float hi, __nv_bfloat16) {
     return *reinterpret_cast<u32*>(&h);
 }
 
-// d[0..4) += A(16x16, row) . B(16x8, col), f32 accumulators; fragment layouts of the PTX ISA
-// ("Matrix fragments for mma.m16n8k16"): with gid = lane / 4, tig = lane % 4,
-//   A: a[0] = (gid, 2tig..+1), a[1] = (gid+8, 2tig..+1), a[2] = (gid, 2tig+8..+9), a[3] = (gid+8, 2tig+8..+9)
-//   B: b[0] = (k 2tig..+1, n gid), b[1] = (k 2tig+8..+9, n gid)
-//   C: c[0..1] = (gid, 2tig..+1), c[2..3] = (gid+8, 2tig..+1)
+// The tensor-core step for T (common.cuh: mma_m16n8k16_{f16,bf16}, fragment layouts there).
 __device__ __forceinline__ void mma16816(float* d, const u32* a, u32 b0, u32 b1, __half) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    mma_m16n8k16_f16(d, a, b0, b1);
 }
 __device__ __forceinline__ void mma16816(float* d, const u32* a, u32 b0, u32 b1, __nv_bfloat16) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    mma_m16n8k16_bf16(d, a, b0, b1);
 }
 
 template <typename T, int D>
@@ -137,8 +147,8 @@ __device__ __forceinline__ void fwd_mma(const T* __restrict__ q, const T* __rest
                                         const int* __restrict__ bounds, T* __restrict__ o,
                                         float* __restrict__ lse, int n, int hq, int hkv,
                                         float scale) {
-    constexpr int BR = 64, BC = 64, KSTR = D + 8, VSTR = BC + 8, NC = BC / 8, DK = D / 16,
-                  DN = D / 8;
+    constexpr int BR = PA_MMA_ROWS, BC = 64, KSTR = D + 8, VSTR = BC + 8, NC = BC / 8,
+                  DK = D / 16, DN = D / 8;
     __shared__ __align__(16) T ks[BC * KSTR];  // ks[j*KSTR + d] = K[c0+j][d]
     __shared__ __align__(16) T vts[D * VSTR];  // vts[d*VSTR + j] = V[c0+j][d]
     __shared__ int es[BC];
@@ -292,6 +302,29 @@ __device__ __forceinline__ void fwd_mma(const T* __restrict__ q, const T* __rest
     if (tig == 0 && row_a < n) lse[(i64)h * n + row_a] = m_a * ln2 + logf(l_a);
     if (tig == 0 && row_b < n) lse[(i64)h * n + row_b] = m_b * ln2 + logf(l_b);
 }
+#endif  // TREEPO_HAS_MMA
+
+// The f16/bf16 kernels: one 64-row tile per block (the host's grid for these dtypes), on tensor
+// cores where TREEPO_HAS_MMA, else as four 16-row CUDA-core sub-tiles in turn.
+template <typename T, int D>
+__device__ __forceinline__ void fwd_tile64(const T* __restrict__ q, const T* __restrict__ k,
+                                           const T* __restrict__ v,
+                                           const int* __restrict__ kv_row_end,
+                                           const int* __restrict__ bounds, T* __restrict__ o,
+                                           float* __restrict__ lse, int n, int hq, int hkv,
+                                           float scale) {
+#if TREEPO_HAS_MMA
+    fwd_mma<T, D>(q, k, v, kv_row_end, bounds, o, lse, n, hq, hkv, scale);
+#else
+    const int tile = gridDim.x - 1 - blockIdx.x;
+    for (int sub = 0; sub < PA_MMA_ROWS / PA_SCALAR_ROWS; ++sub) {
+        const int r0 = tile * PA_MMA_ROWS + sub * PA_SCALAR_ROWS;
+        if (r0 >= n) break;  // block-uniform
+        __syncthreads();     // the previous sub-tile is done with the shared tiles
+        fwd_scalar_rows<T, D>(q, k, v, kv_row_end, bounds, o, lse, n, hq, hkv, scale, r0);
+    }
+#endif
+}
 
 #define PA_FWD_ARGS(T)                                                                          \
     const T *__restrict__ q, const T *__restrict__ k, const T *__restrict__ v,                  \
@@ -304,7 +337,59 @@ __device__ __forceinline__ void fwd_mma(const T* __restrict__ q, const T* __rest
 
 PA_FWD(packed_attention_fwd_hd64_f32, fwd_scalar, float, 64)
 PA_FWD(packed_attention_fwd_hd128_f32, fwd_scalar, float, 128)
-PA_FWD(packed_attention_fwd_hd64_f16, fwd_mma, __half, 64)
-PA_FWD(packed_attention_fwd_hd128_f16, fwd_mma, __half, 128)
-PA_FWD(packed_attention_fwd_hd64_bf16, fwd_mma, __nv_bfloat16, 64)
-PA_FWD(packed_attention_fwd_hd128_bf16, fwd_mma, __nv_bfloat16, 128)
+PA_FWD(packed_attention_fwd_hd64_f16, fwd_tile64, __half, 64)
+PA_FWD(packed_attention_fwd_hd128_f16, fwd_tile64, __half, 128)
+PA_FWD(packed_attention_fwd_hd64_bf16, fwd_tile64, __nv_bfloat16, 64)
+PA_FWD(packed_attention_fwd_hd128_bf16, fwd_tile64, __nv_bfloat16, 128)
+
+// ---------------------------------------------------------------- any head size (CUDA cores)
+// packed_attention_fwd_any_{f32,f16,bf16}: head sizes without a tiled kernel (D not 64 or 128,
+// D <= PA_ANY_MAX_D, given at run time), e.g. the small models of the demo and the tests. One
+// thread per (row, query head) scans the row's visible keys with the online softmax; f32
+// accumulators in local memory. Grid (ceil(n/128), hq), 128 threads, no shared memory.
+// O(n^2 D) work per head and no reuse across rows: correct for every D, fast for none.
+#define PA_ANY_MAX_D 256
+template <typename T>
+__device__ __forceinline__ void fwd_any(const T* __restrict__ q, const T* __restrict__ k,
+                                        const T* __restrict__ v,
+                                        const int* __restrict__ kv_row_end, T* __restrict__ o,
+                                        float* __restrict__ lse, int n, int hq, int hkv, int d,
+                                        float scale) {
+    const i64 gi = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (gi >= n) return;
+    const int row = (int)gi, h = blockIdx.y, g = h / (hq / hkv);
+    const T* qr = q + ((i64)row * hq + h) * d;
+    float acc[PA_ANY_MAX_D];
+    for (int c = 0; c < d; ++c) acc[c] = 0.0f;
+    float m = NEG_INF, l = 0.0f;
+    for (int j = 0; j <= row; ++j) {
+        if (row >= kv_row_end[j]) continue;  // key j is not visible to this row
+        const T* kr = k + ((i64)j * hkv + g) * d;
+        const T* vr = v + ((i64)j * hkv + g) * d;
+        float s = 0.0f;
+        for (int c = 0; c < d; ++c) s += to_f32(qr[c]) * to_f32(kr[c]);
+        s *= scale;
+        const float mn = fmaxf(m, s);
+        const float corr = expf(m - mn);  // 0 while m is -inf
+        const float p = expf(s - mn);
+        l = l * corr + p;
+        for (int c = 0; c < d; ++c) acc[c] = acc[c] * corr + p * to_f32(vr[c]);
+        m = mn;
+    }
+    // Every row sees its own key (kv_row_end[row] > row, validated), so l >= 1.
+    T* orow = o + ((i64)row * hq + h) * d;
+    for (int c = 0; c < d; ++c) orow[c] = from_f32<T>(acc[c] / l);
+    lse[(i64)h * n + row] = m + logf(l);
+}
+
+#define PA_FWD_ANY(NAME, T)                                                                   \
+    extern "C" __global__ void __launch_bounds__(128)                                         \
+        NAME(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,       \
+             const int* __restrict__ kv_row_end, T* __restrict__ o, float* __restrict__ lse, \
+             int n, int hq, int hkv, int d, float scale) {                                    \
+        fwd_any<T>(q, k, v, kv_row_end, o, lse, n, hq, hkv, d, scale);                        \
+    }
+
+PA_FWD_ANY(packed_attention_fwd_any_f32, float)
+PA_FWD_ANY(packed_attention_fwd_any_f16, __half)
+PA_FWD_ANY(packed_attention_fwd_any_bf16, __nv_bfloat16)

@@ -17,7 +17,7 @@ __device__ __forceinline__ void paged_decode_impl(const T* q, const T* kv, const
                                                   T* out, float* lse_out, i64 s_page, i64 s_kv,
                                                   i64 s_head, i64 s_token, int log2_ps, int hq,
                                                   int group, float scale_log2) {
-    extern __shared__ __align__(16) unsigned char dec_smem[];
+    DYNAMIC_SMEM(unsigned char, dec_smem);
     __shared__ int s_max;
     const int seq = blockIdx.x, kvh = blockIdx.y;
     const int p0 = table[seq], np = table[seq + 1] - p0;

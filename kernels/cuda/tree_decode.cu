@@ -1,7 +1,8 @@
 // tree_decode.cu — tree decode attention: one CTA per (work item, KV head) reads the item's KV
-// range ONCE for all query rows of its row range and the whole GQA group (tensor cores when that
-// is >= 16 query vectors, see decode_tile.cuh, prepended), and writes per row either a partial
-// state (o f32, lse f32 NATURAL log) or — when the row has exactly one state — the final output.
+// range for all query rows of its row range and the whole GQA group together — once per pass of
+// 64 (tensor cores, >= 16 query vectors on sm_80+) or 16 query vectors, see decode_tile.cuh,
+// prepended — and writes per row either a partial state (o f32, lse f32 NATURAL log) or — when
+// the row has exactly one state — the final output.
 //
 // Layouts: q, out [rows, hq, D] by caller row; partial_o [P, hq, D], partial_lse [P, hq];
 // lse_out [rows, hq] (may be null; written for single-state rows). `plan` holds page_indices
@@ -20,7 +21,7 @@ __device__ __forceinline__ void tree_decode_impl(const T* q, const T* kv, const 
                                                  i64 s_page, i64 s_kv, i64 s_head, i64 s_token,
                                                  int log2_ps, int hq, int group,
                                                  float scale_log2) {
-    extern __shared__ __align__(16) unsigned char dec_smem[];
+    DYNAMIC_SMEM(unsigned char, dec_smem);
     __shared__ int s_max;
     const int kvh = blockIdx.y;
     const int* it = plan + off_work + (i64)blockIdx.x * 8;

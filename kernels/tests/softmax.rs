@@ -132,6 +132,43 @@ fn works_on_views(dev: &Device) {
     assert_close("softmax views", &got[4..], &want, Tol { atol: 1e-9, rtol: 2e-5 });
 }
 
+/// Every thread of a row must normalize with the same (max, sum), bit for bit: entries with
+/// equal logits get equal bits. Regression: the CUDA butterfly once merged partner lanes'
+/// states with an expression the compiler contracted into an FMA on one side, so partners could
+/// end an ulp apart and columns of different threads were divided by different sums.
+fn equal_logits_get_equal_bits(dev: &Device) {
+    let mut rng = Rng::fresh("softmax equal logits");
+    // 97 distinct logits repeated over wide rows: every thread sees several of them, and the
+    // threads' running maxima differ, so the merges rescale by exponentials below 1.
+    let (rows, cols) = (3, 20_011);
+    let pattern = rng.normals(97, 3.0);
+    let x: Vec<f32> = (0..rows * cols).map(|i| pattern[(i * 31 + i / cols) % 97]).collect();
+    let dx = dev.upload(&x).unwrap();
+    for log in [false, true] {
+        let mut y = poisoned::<f32>(dev, rows * cols).unwrap();
+        if log {
+            ops::log_softmax(dev, &dx, &mut y, rows, cols, 1.0 / 0.7).unwrap();
+        } else {
+            ops::softmax(dev, &dx, &mut y, rows, cols, 1.0 / 0.7).unwrap();
+        }
+        let y = dev.download(&y).unwrap();
+        for r in 0..rows {
+            let mut first: std::collections::HashMap<u32, (usize, u32)> = Default::default();
+            for c in 0..cols {
+                let i = r * cols + c;
+                let (c0, bits) = *first.entry(x[i].to_bits()).or_insert((c, y[i].to_bits()));
+                assert_eq!(
+                    y[i].to_bits(),
+                    bits,
+                    "log={log} row {r}: columns {c0} and {c} have equal logits but outputs {} vs {}",
+                    f32::from_bits(bits),
+                    y[i]
+                );
+            }
+        }
+    }
+}
+
 fn rejects_bad_args(dev: &Device) {
     let x = dev.zeros::<f32>(6).unwrap();
     let mut y = dev.zeros::<f32>(5).unwrap();
@@ -145,4 +182,11 @@ fn rejects_bad_args(dev: &Device) {
     }
 }
 
-per_backend!(normalizes, wide_rows_large_logits, masked_entries, works_on_views, rejects_bad_args);
+per_backend!(
+    normalizes,
+    wide_rows_large_logits,
+    masked_entries,
+    works_on_views,
+    equal_logits_get_equal_bits,
+    rejects_bad_args
+);

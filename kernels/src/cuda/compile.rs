@@ -1,10 +1,10 @@
 //! NVRTC compilation of the embedded `.cu` sources, with an on-disk cubin cache.
 //!
 //! This part needs only `libnvrtc` (no driver, no GPU): CI uses it to prove that every kernel
-//! compiles for sm_80 and sm_90 on a CPU-only machine (see `tests/nvrtc_compile.rs`).
+//! compiles for sm_75, sm_80 and sm_90 on a CPU-only machine (see `tests/nvrtc_compile.rs`).
 //!
-//! Cache key: FNV-1a 64 of (prelude + source, options, arch, NVRTC version). Files are written
-//! to a temporary name and renamed, so a crash never leaves a truncated cubin behind.
+//! Cache key: FNV-1a 64 of (prelude + headers + source, options, arch, NVRTC version). Files
+//! are written to a temporary name and renamed, so a crash never leaves a truncated cubin behind.
 
 use std::ffi::{CStr, CString, c_char, c_int};
 use std::path::{Path, PathBuf};
@@ -71,8 +71,8 @@ pub fn options_for(arch: &str) -> Vec<String> {
     opts
 }
 
-/// Compiles `src` to a cubin for `arch` (`sm_80`, `sm_90`, `sm_90a`, ...). The error carries
-/// the full compiler log.
+/// Compiles `src` to a cubin for `arch` (`sm_75`, `sm_80`, `sm_90`, `sm_90a`, ...). The error
+/// carries the full compiler log.
 pub fn compile(src: &KernelSource, arch: &str) -> Result<Vec<u8>> {
     nvrtc_available()?;
     let options = options_for(arch);
@@ -166,9 +166,24 @@ fn cache_key(src: &KernelSource, arch: &str) -> Result<u64> {
     Ok(h.0)
 }
 
-/// The text NVRTC sees: the shared prelude, then the file with its own line numbers.
+/// The text NVRTC sees: the shared prelude, the file's headers, then the file, each starting
+/// with `#line 1 "<its file name>"` so diagnostics and `-lineinfo` point into the right file.
+/// The cache key hashes this whole text.
 fn full_source(src: &KernelSource) -> String {
-    format!("#line 1 \"common.cuh\"\n{PRELUDE}\n#line 1 \"{}.cu\"\n{}", src.stem, src.code)
+    let mut text = String::new();
+    let mut part = |file: &str, body: &str| {
+        text.push_str(&format!("#line 1 \"{file}\"\n"));
+        text.push_str(body);
+        if !body.ends_with('\n') {
+            text.push('\n');
+        }
+    };
+    part("common.cuh", PRELUDE);
+    for (file, body) in src.headers {
+        part(file, body);
+    }
+    part(&format!("{}.cu", src.stem), src.code);
+    text
 }
 
 struct Fnv(u64);

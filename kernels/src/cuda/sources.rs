@@ -1,11 +1,16 @@
 //! The embedded `.cu` sources: one entry per file stem in `kernels/cuda/`.
 
-/// One CUDA translation unit, compiled as one module.
+/// One CUDA translation unit, compiled as one module: [`PRELUDE`], then `headers` in order,
+/// then `code`, each under a `#line 1 "<file>"` directive so compiler messages and `-lineinfo`
+/// name the file and line they come from.
 #[derive(Clone, Copy, Debug)]
 pub struct KernelSource {
     /// File stem (`rmsnorm` for `cuda/rmsnorm.cu`); also the module key.
     pub stem: &'static str,
-    /// The file's text.
+    /// Shared headers prepended to this file, in order: `(file name, text)`, e.g.
+    /// `("decode_tile.cuh", ...)`.
+    pub headers: &'static [(&'static str, &'static str)],
+    /// The `.cu` file's own text (`<stem>.cu`).
     pub code: &'static str,
 }
 
@@ -21,10 +26,8 @@ macro_rules! sources {
         pub const SOURCES: &[KernelSource] = &[
             $(KernelSource {
                 stem: $stem,
-                code: concat!(
-                    $(include_str!(concat!("../../cuda/", $head)),)*
-                    include_str!(concat!("../../cuda/", $stem, ".cu"))
-                ),
+                headers: &[$(($head, include_str!(concat!("../../cuda/", $head)))),*],
+                code: include_str!(concat!("../../cuda/", $stem, ".cu")),
             }),*
         ];
     };

@@ -3,7 +3,7 @@
 //! alignment of vectorized CUDA loads and 32-bit offsets on wgpu — and the launch parameters
 //! both ops derive from them.
 
-use crate::ops::{DecodeParams, PagedKvLayout};
+use crate::ops::{DecodeParams, PagedKvLayout, WorkItem};
 use crate::{
     BackendKind, DType, Device, FloatElement, KernelError, Result, View, ViewMut, validate,
 };
@@ -190,6 +190,48 @@ pub(crate) fn smem_bytes(d: usize, dtype: DType) -> u32 {
     simt.max(mma) as u32
 }
 
+/// Query vectors per pass of the CUDA decode tile's tensor-core path (`MMA_Q`).
+const CUDA_MMA_PASS: usize = 64;
+/// Query vectors per pass of its CUDA-core path (`SIMT_Q`).
+const CUDA_SIMT_PASS: usize = 16;
+/// Fewest query vectors of a job that take the tensor-core path (`dec_run`).
+const CUDA_MMA_MIN_VECTORS: usize = 16;
+
+/// Query vectors per pass of the CUDA decode tile (`decode_tile.cuh`) for a job of
+/// `query_vectors` vectors (rows × GQA group): 64 on the tensor-core path — f16/bf16, at least
+/// 16 vectors, and `tensor_cores` (sm_80 and newer) — else 16 on CUDA cores.
+pub fn cuda_decode_pass(dtype: DType, query_vectors: usize, tensor_cores: bool) -> usize {
+    let mma = tensor_cores
+        && matches!(dtype, DType::F16 | DType::BF16)
+        && query_vectors >= CUDA_MMA_MIN_VECTORS;
+    if mma { CUDA_MMA_PASS } else { CUDA_SIMT_PASS }
+}
+
+/// How many times the CUDA decode tile reads each K/V token of a job of `query_vectors` vectors:
+/// once per pass, `ceil(query_vectors / cuda_decode_pass(..))` (0 for no vectors). E.g. 32 leaf
+/// rows × GQA group 8 in bf16 on tensor cores: 256 vectors, 4 reads.
+pub fn cuda_kv_passes(dtype: DType, query_vectors: usize, tensor_cores: bool) -> usize {
+    query_vectors.div_ceil(cuda_decode_pass(dtype, query_vectors, tensor_cores))
+}
+
+/// The K/V re-read factor of the CUDA decode tile over a work list (`tree_decode`): the K/V
+/// tokens the tile reads over the tokens the items name, i.e. the mean of [`cuda_kv_passes`]
+/// over `work` weighted by each item's token count (`kv_end - kv_start`); `group` is the GQA
+/// group (query vectors of an item = its rows × `group`). 1.0 means one pass per item; 0.0 for a
+/// list without tokens. Reading the same token in several items is not counted here (see
+/// the planner's `tokens_read` for that).
+pub fn cuda_kv_reread(dtype: DType, group: usize, work: &[WorkItem], tensor_cores: bool) -> f64 {
+    let (mut named, mut read) = (0u64, 0u64);
+    for w in work {
+        let tokens = (w.kv_end - w.kv_start).max(0) as u64;
+        let rows = (w.row_end - w.row_begin).max(0) as usize;
+        let passes = cuda_kv_passes(dtype, rows * group, tensor_cores) as u64;
+        named += tokens;
+        read += tokens * passes;
+    }
+    if named == 0 { 0.0 } else { read as f64 / named as f64 }
+}
+
 /// The launch of both CUDA decode kernels: grid `(jobs, num_kv_heads)`, [`CUDA_THREADS`] per
 /// CTA, [`smem_bytes`] of dynamic shared memory.
 #[cfg(feature = "cuda")]
@@ -321,4 +363,40 @@ pub(crate) fn f32s<T: FloatElement>(s: &[T]) -> &[f32] {
 pub(crate) fn f32s_mut<T: FloatElement>(s: &mut [T]) -> &mut [f32] {
     debug_assert_eq!(T::DTYPE, DType::F32);
     bytemuck::cast_slice_mut(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(rows: i32, tokens: i32) -> WorkItem {
+        WorkItem { kv_end: tokens, row_end: rows, ..WorkItem::default() }
+    }
+
+    #[test]
+    fn passes_follow_the_tile_paths() {
+        // Tensor cores: 16-bit dtypes from 16 vectors on, 64 per pass.
+        for dt in [DType::F16, DType::BF16] {
+            assert_eq!(cuda_decode_pass(dt, 16, true), 64);
+            assert_eq!(cuda_kv_passes(dt, 256, true), 4, "32 leaves x group 8");
+            assert_eq!(cuda_kv_passes(dt, 64, true), 1);
+            assert_eq!(cuda_kv_passes(dt, 65, true), 2);
+            // Under 16 vectors, or without tensor cores (sm_75): CUDA cores, 16 per pass.
+            assert_eq!(cuda_decode_pass(dt, 15, true), 16);
+            assert_eq!(cuda_kv_passes(dt, 15, true), 1);
+            assert_eq!(cuda_kv_passes(dt, 256, false), 16);
+        }
+        assert_eq!(cuda_kv_passes(DType::F32, 64, true), 4);
+        assert_eq!(cuda_kv_passes(DType::F32, 0, true), 0);
+    }
+
+    #[test]
+    fn reread_is_the_token_weighted_mean_of_passes() {
+        // 100 tokens read once (4 vectors) and 300 tokens read 4 times (64 rows x group 4).
+        let work = [item(1, 100), item(64, 300)];
+        let r = cuda_kv_reread(DType::BF16, 4, &work, true);
+        assert_eq!(r, (100.0 + 300.0 * 4.0) / 400.0);
+        assert_eq!(cuda_kv_reread(DType::BF16, 4, &work[..1], true), 1.0);
+        assert_eq!(cuda_kv_reread(DType::F32, 4, &[], true), 0.0);
+    }
 }

@@ -72,6 +72,7 @@ mod decode_tables;
 mod merge_states;
 mod paged_decode;
 mod tree_decode;
+pub use decode_geom::{cuda_decode_pass, cuda_kv_passes, cuda_kv_reread};
 pub use decode_tables::{
     DecodeParams, DecodePlanBuffers, DecodeWorkHost, MergeRows, PageTable, PageTableHost,
     WORK_ITEM_WORDS, WorkItem,

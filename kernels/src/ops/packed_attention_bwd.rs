@@ -50,7 +50,7 @@ pub fn packed_attention_bwd<'a, T: FloatElement>(
     let d_o = d_o.into();
     let PackedAttentionGrads { mut dq, mut dk, mut dv, mut delta } = grads;
     let n = mask.num_tokens();
-    let s = params.check(OP, dev, n)?;
+    let s = params.check(OP, n)?;
     let (nq, nkv) = (n * s.num_qo_heads * s.head_dim, n * s.num_kv_heads * s.head_dim);
     let x = saved;
     validate::input(dev, OP, "q", &x.q, nq)?;

@@ -1,6 +1,6 @@
 //! CUDA launches of packed attention (`cuda/packed_attention_{fwd,bwd}.cu`). Arguments were
-//! validated by the ops (shapes, lengths, `head_dim` ∈ {64, 128}, the mask's index ranges);
-//! this file picks the kernel symbol and grid.
+//! validated by the ops (shapes, lengths, `head_dim` <= 256, the mask's index ranges); this
+//! file picks the kernel symbol (tiled for head sizes 64 and 128, `_any_` otherwise) and grid.
 
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
@@ -17,6 +17,15 @@ fn cfg(grid: (usize, usize), block: u32) -> LaunchConfig {
         shared_mem_bytes: 0,
     }
 }
+
+/// Head sizes with tiled kernels (`_hd{D}_` symbols); every other size up to 256 runs the
+/// one-thread-per-row `_any_` kernels (head size at run time).
+fn tiled(head_dim: usize) -> bool {
+    head_dim == 64 || head_dim == 128
+}
+
+/// Rows (forward, dq) or keys (dk/dv) per block of the `_any_` kernels: one per thread.
+const ANY_ROWS: usize = 128;
 
 fn dtype<T: FloatElement>(op: &'static str) -> Result<&'static str> {
     match T::DTYPE {
@@ -42,14 +51,28 @@ pub(crate) fn forward<T: FloatElement>(
 ) -> Result<()> {
     const OP: &str = "packed_attention_fwd";
     let dt = dtype::<T>(OP)?;
-    let name = format!("{OP}_hd{}_{dt}", s.head_dim);
-    let f = b.function(OP, &name)?;
-    // f32: 16-row tiles on CUDA cores; f16/bf16: 64-row tiles on tensor cores.
-    let rows = if T::DTYPE == DType::F32 { 16 } else { 64 };
     let (qp, kp, vp) = (addr(b, q), addr(b, k), addr(b, v));
     let (ep, bp) = (addr(b, &mask.kv_row_end()), addr(b, &mask.block_bounds()));
     let (op, lp) = (addr_mut(b, o), addr_mut(b, lse));
     let (n, hq, hkv) = (s.num_tokens as i32, s.num_qo_heads as i32, s.num_kv_heads as i32);
+    if !tiled(s.head_dim) {
+        let name = format!("{OP}_any_{dt}");
+        let f = b.function(OP, &name)?;
+        let d = s.head_dim as i32;
+        let mut l = b.stream().launch_builder(&f);
+        l.arg(&qp).arg(&kp).arg(&vp).arg(&ep).arg(&op).arg(&lp);
+        l.arg(&n).arg(&hq).arg(&hkv).arg(&d).arg(&s.sm_scale);
+        // SAFETY: as for the tiled launch below, with D <= 256 passed at run time (validated by
+        // the op); the argument list matches `PA_FWD_ANY`.
+        unsafe { l.launch(cfg((s.num_tokens.div_ceil(ANY_ROWS), s.num_qo_heads), 128)) }
+            .map_err(|e| driver_err(&name, e))?;
+        return Ok(());
+    }
+    let name = format!("{OP}_hd{}_{dt}", s.head_dim);
+    let f = b.function(OP, &name)?;
+    // f32: 16-row tiles on CUDA cores; f16/bf16: 64-row tiles, on tensor cores from sm_80 (on
+    // sm_75 the same kernel walks the tile as four 16-row CUDA-core tiles: same grid).
+    let rows = if T::DTYPE == DType::F32 { 16 } else { 64 };
     let mut l = b.stream().launch_builder(&f);
     l.arg(&qp).arg(&kp).arg(&vp).arg(&ep).arg(&bp).arg(&op).arg(&lp);
     l.arg(&n).arg(&hq).arg(&hkv).arg(&s.sm_scale);
@@ -92,6 +115,25 @@ pub(crate) fn backward<T: FloatElement>(
     unsafe { l.launch(cfg(((s.num_tokens * s.num_qo_heads).div_ceil(4), 1), 128)) }
         .map_err(|e| driver_err(&name, e))?;
 
+    if !tiled(s.head_dim) {
+        let name = format!("{OP}_dq_any_{dt}");
+        let f = b.function(OP, &name)?;
+        let mut l = b.stream().launch_builder(&f);
+        l.arg(&qp).arg(&kp).arg(&vp).arg(&dop).arg(&lp).arg(&deltap).arg(&ep);
+        l.arg(&dqp).arg(&n).arg(&hq).arg(&hkv).arg(&d).arg(&s.sm_scale);
+        // SAFETY: as for the tiled dq launch below, D <= 256 at run time; matches `PA_BWD_ANY`.
+        unsafe { l.launch(cfg((s.num_tokens.div_ceil(ANY_ROWS), s.num_qo_heads), 128)) }
+            .map_err(|e| driver_err(&name, e))?;
+        let name = format!("{OP}_dkdv_any_{dt}");
+        let f = b.function(OP, &name)?;
+        let mut l = b.stream().launch_builder(&f);
+        l.arg(&qp).arg(&kp).arg(&vp).arg(&dop).arg(&lp).arg(&deltap).arg(&ep);
+        l.arg(&dkp).arg(&dvp).arg(&n).arg(&hq).arg(&hkv).arg(&d).arg(&s.sm_scale);
+        // SAFETY: as for the tiled dk/dv launch below; matches `PA_BWD_ANY`.
+        unsafe { l.launch(cfg((s.num_tokens.div_ceil(ANY_ROWS), s.num_kv_heads), 128)) }
+            .map_err(|e| driver_err(&name, e))?;
+        return Ok(());
+    }
     let name = format!("{OP}_dq_hd{}_{dt}", s.head_dim);
     let f = b.function(OP, &name)?;
     let mut l = b.stream().launch_builder(&f);

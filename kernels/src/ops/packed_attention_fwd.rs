@@ -44,11 +44,10 @@ impl PackedAttentionParams {
         4.0 * self.head_dim as f64 * self.num_qo_heads as f64 * visible_pairs as f64
     }
 
-    /// Checks the parameters for `op` on `dev` and returns the CPU-side shape.
+    /// Checks the parameters for `op` (the same on every backend) and returns the CPU-side shape.
     pub(crate) fn check(
         &self,
         op: &'static str,
-        dev: &Device,
         num_tokens: usize,
     ) -> Result<cpu::packed_attention_fwd::Shape> {
         let (hq, hkv, d) = (self.num_qo_heads, self.num_kv_heads, self.head_dim);
@@ -65,13 +64,6 @@ impl PackedAttentionParams {
             "sm_scale = {} must be finite and > 0",
             self.sm_scale
         );
-        if dev.kind() == crate::BackendKind::Cuda {
-            crate::ensure!(
-                d == 64 || d == 128,
-                op,
-                "head_dim = {d}: the CUDA kernels are built for 64 and 128"
-            );
-        }
         validate::product(op, &[num_tokens, hq, d])?;
         validate::fits_u32(op, "num_tokens * num_qo_heads * head_dim", num_tokens * hq * d)?;
         Ok(cpu::packed_attention_fwd::Shape {
@@ -112,7 +104,7 @@ pub fn packed_attention_fwd<'a, T: FloatElement>(
 ) -> Result<()> {
     let (q, k, v, mut o, mut lse) = (q.into(), k.into(), v.into(), o.into(), lse.into());
     let n = mask.num_tokens();
-    let s = params.check(OP, dev, n)?;
+    let s = params.check(OP, n)?;
     let (nq, nkv) = (n * s.num_qo_heads * s.head_dim, n * s.num_kv_heads * s.head_dim);
     validate::input(dev, OP, "q", &q, nq)?;
     validate::input(dev, OP, "k", &k, nkv)?;

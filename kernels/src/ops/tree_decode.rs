@@ -1,11 +1,12 @@
 //! Tree decode attention: one pass over a [`DecodePlanBuffers`] work list.
 //!
-//! Each work item reads its KV range ONCE for all query rows of its (leaf) row range and the
-//! whole GQA group of a KV head — on CUDA through tensor cores when that is 16 query vectors
-//! or more — and writes one f32 partial state per (row, item). A row with exactly one state
-//! (its whole visible KV in one item) is written straight to `out` instead: the fast path;
-//! [`merge_states`](super::merge_states) with [`SingleRows::Skip`](super::SingleRows) then
-//! combines the rest.
+//! Each work item reads its KV range for all query rows of its (leaf) row range and the whole
+//! GQA group of a KV head together — on CUDA through tensor cores when that is 16 query vectors
+//! or more (sm_80+), once per pass of 64 such vectors (16 on CUDA cores; see
+//! [`cuda_kv_passes`](super::cuda_kv_passes)) — and writes one f32 partial state per (row,
+//! item). A row with exactly one state (its whole visible KV in one item) is written straight to
+//! `out` instead: the fast path; [`merge_states`](super::merge_states) with
+//! [`SingleRows::Skip`](super::SingleRows) then combines the rest.
 
 use crate::device::Inner;
 use crate::ops::decode_geom::{self, Call};
