@@ -7,6 +7,7 @@ mod cache_common;
 
 mod adamw;
 mod categorical;
+mod cuda_emu;
 mod device;
 mod embedding;
 mod embedding_bwd;
