@@ -4,27 +4,44 @@
 # and CUDA required:
 #
 #   scripts/cuda-emu.sh cargo test --workspace          # every CUDA test on the CPU
-#   scripts/cuda-emu.sh --sanitize thread cargo test -p treepo-kernels --test suite decode
+#   scripts/cuda-emu.sh --sanitize thread target/debug/deps/suite-<hash> decode
 #
-# --sanitize thread|address builds a ThreadSanitizer/AddressSanitizer variant (one OS thread per
-# CUDA thread) and preloads the sanitizer runtime for the command. Without a command it only
+# CUDA threads run as fibers (blocks in parallel on TREEPO_EMU_WORKERS threads, default all
+# CPUs); `--schedule threads` builds the variant with one OS thread per CUDA thread (blocks one
+# at a time). --sanitize thread|address builds that variant with ThreadSanitizer or
+# AddressSanitizer + UBSan and preloads the sanitizer runtime for the command (give it the test
+# binary, not cargo). Without a command it only
 # builds and prints the library directory. Objects are cached per translation unit under
 # target/cuda-emu/<variant>/, keyed by the hash of their inputs and flags. docs/cuda-emu.md.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 sanitize=""
-if [ "${1:-}" = "--sanitize" ]; then sanitize=$2; shift 2; fi
-[ "${1:-}" = "--" ] && shift
+schedule=fibers
+while [ "$#" -gt 0 ]; do
+  case "$1" in
+    --sanitize) sanitize=$2; schedule=threads; shift 2 ;;
+    --schedule) schedule=$2; shift 2 ;;
+    --) shift; break ;;
+    *) break ;;
+  esac
+done
 
 cxx=${CXX:-g++}
 flags=(-std=c++17 -fPIC -fvisibility=hidden -ffp-contract=off -fno-strict-aliasing
        -DTREEPO_CUDA_EMU -I"$root/kernels/emu/include" -Wall -Wno-unknown-pragmas
        -Wno-unused-variable -Wno-unused-but-set-variable -Wno-unused-function -Wno-sign-compare)
-variant=fibers
+# TLS descriptors: cheap access to the thread-local CUDA thread state and (fiber builds) the
+# per-worker static shared memory, which lives in the library's dynamic TLS block.
+[ "$(uname -m)" = x86_64 ] && flags+=(-mtls-dialect=gnu2)
+case "$schedule" in
+  fibers) variant=fibers ;;
+  threads) variant=threads; flags+=(-DTREEPO_EMU_THREADS) ;;
+  *) echo "cuda-emu.sh: --schedule takes fibers or threads, not '$schedule'" >&2; exit 2 ;;
+esac
 case "$sanitize" in
   "") flags+=(-O2) ;;
-  thread) variant=tsan; flags+=(-O1 -g -fsanitize=thread -DTREEPO_EMU_SANITIZE) ;;
-  address) variant=asan; flags+=(-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -DTREEPO_EMU_SANITIZE) ;;
+  thread) variant=tsan; flags+=(-O1 -g -fsanitize=thread) ;;
+  address) variant=asan; flags+=(-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer) ;;
   *) echo "cuda-emu.sh: --sanitize takes thread or address, not '$sanitize'" >&2; exit 2 ;;
 esac
 # TREEPO_EMU_CUDA_DIR / TREEPO_EMU_OUT: build from another copy of kernels/cuda into another
@@ -110,7 +127,9 @@ export TREEPO_REQUIRE_CUDA=1 TREEPO_REQUIRE_NVRTC=1
 case "$sanitize" in
   thread)
     export LD_PRELOAD="$("$cxx" -print-file-name=libtsan.so)${LD_PRELOAD:+ $LD_PRELOAD}"
-    export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1 report_signal_unsafe=0}" ;;
+    # The Rust test binary is not instrumented: its intercepted memcpy calls (std channels,
+    # buffer copies) would be reported against atomics TSan cannot see.
+    export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 ignore_noninstrumented_modules=1 report_signal_unsafe=0}" ;;
   address)
     export LD_PRELOAD="$("$cxx" -print-file-name=libasan.so) $("$cxx" -print-file-name=libubsan.so)${LD_PRELOAD:+ $LD_PRELOAD}"
     export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:halt_on_error=1}"

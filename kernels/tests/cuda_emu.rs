@@ -9,7 +9,7 @@
 //! it prints `SKIP cuda-emu: device is a real GPU` and returns.
 //!
 //! `scripts/cuda-emu.sh cargo test -p treepo-kernels --test suite cuda_emu`, also with
-//! `TREEPO_EMU_SCHEDULE=threads`.
+//! `--schedule threads` before `cargo` (one OS thread per CUDA thread).
 
 #![cfg(feature = "cuda")]
 

@@ -17,8 +17,11 @@ fn reference(x: &[f32], w: &[f32], dim: usize, eps: f32) -> (Vec<f64>, Vec<f64>)
 
 fn normalizes(dev: &Device) {
     let mut rng = Rng::fresh("rmsnorm");
-    // A 1-row case, rows not a multiple of anything, a very wide row, large magnitudes.
-    for (rows, dim, scale) in [(1usize, 1usize, 1.0), (7, 33, 1.0), (3, 5000, 2.0), (5, 64, 1e3)] {
+    // A 1-row case, rows not a multiple of anything, a very wide row, large magnitudes, and rows
+    // whose mean square is of the order of eps (where eps's placement matters: a kernel that
+    // adds eps to the sum of squares instead of the mean passes every other case).
+    let cases = [(1usize, 1usize, 1.0), (7, 33, 1.0), (3, 5000, 2.0), (5, 64, 1e3), (4, 96, 1e-3)];
+    for (rows, dim, scale) in cases {
         let x = rng.normals(rows * dim, scale);
         let w = rng.normals(dim, 1.0);
         let (dx, dw) = (dev.upload(&x).unwrap(), dev.upload(&w).unwrap());

@@ -3,8 +3,9 @@
 // The kernels in kernels/cuda/*.cu compile unchanged against this header (g++ -std=c++17
 // -DTREEPO_CUDA_EMU, with kernels/emu/include on the include path so <cuda_fp16.h> and
 // <cuda_bf16.h> resolve here). Every CUDA thread runs the kernel body as an ordinary C++ function
-// on its own stack: a cooperative fiber (the default, deterministic) or an OS thread
-// (TREEPO_EMU_SCHEDULE=threads; what ThreadSanitizer/AddressSanitizer builds use). Whatever
+// on its own stack: a cooperative fiber (the default, deterministic) or an OS thread (builds
+// with TREEPO_EMU_THREADS: `scripts/cuda-emu.sh --schedule threads` and the sanitizer builds).
+// Whatever
 // needs more than one thread — __syncthreads*, warp shuffles/votes, __syncwarp and
 // mma.sync.m16n8k16 — is a *collective*: the calling thread parks until every participant has
 // arrived, then the runtime (kernels/emu/src/runtime.cpp) computes all results at once.
@@ -57,7 +58,7 @@ struct ThreadCtx {
     unsigned tid;   // linear thread index in the block
     void* block;    // the runtime's block state
 };
-extern thread_local ThreadCtx* t_cur __attribute__((tls_model("initial-exec")));
+extern thread_local ThreadCtx* t_cur;
 
 // Warp collective kinds (runtime.cpp resolves them).
 enum Kind : int {
@@ -130,10 +131,16 @@ inline void mma(int kind, float* d, const unsigned* a, unsigned b0, unsigned b1,
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
-// Static shared memory: one copy per kernel variable. Launches run one at a time and blocks one
-// after another, so a `static` is exactly one block's shared memory (not poisoned: only dynamic
-// shared memory is NaN-filled per block).
+// Static shared memory: one copy per kernel variable and per OS thread that runs blocks. Fiber
+// builds run blocks in parallel on worker threads, one block per worker at a time, so a
+// `static thread_local` is exactly one block's shared memory; builds with one OS thread per CUDA
+// thread (TREEPO_EMU_THREADS, the sanitizer builds) run blocks one after another and share a
+// plain `static`. Static shared memory is not poisoned: only dynamic shared memory is NaN-filled.
+#if defined(TREEPO_EMU_THREADS)
 #define __shared__ static
+#else
+#define __shared__ static thread_local
+#endif
 #define __constant__ static
 
 #define threadIdx (::emu::t_cur->thread_idx)

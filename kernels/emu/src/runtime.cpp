@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -30,7 +31,7 @@
 
 namespace emu {
 
-thread_local ThreadCtx* t_cur __attribute__((tls_model("initial-exec"))) = nullptr;
+thread_local ThreadCtx* t_cur = nullptr;
 
 // ------------------------------------------------------------------ kernel table
 static std::map<std::string, KernelInfo>& table() {
@@ -49,15 +50,11 @@ const KernelInfo* find_kernel(const char* name) {
 }
 
 // ------------------------------------------------------------------ schedule
-static bool threads_mode() {
-#if defined(TREEPO_EMU_SANITIZE)
-    return true;  // fibers switch stacks behind the sanitizers' back
+static constexpr bool threads_mode() {
+#if defined(TREEPO_EMU_THREADS)
+    return true;
 #else
-    static const bool t = [] {
-        const char* s = getenv("TREEPO_EMU_SCHEDULE");
-        return s != nullptr && strcmp(s, "threads") == 0;
-    }();
-    return t;
+    return false;
 #endif
 }
 
@@ -114,10 +111,11 @@ struct Fiber {
 #endif
 };
 
+// The scheduler context of this worker thread (each worker runs its own blocks).
 #if defined(__x86_64__)
-static void* g_sched_sp;
+static thread_local void* g_sched_sp;
 #else
-static ucontext_t g_sched_uc;
+static thread_local ucontext_t g_sched_uc;
 #endif
 
 static void fiber_alloc(Fiber& f) {
@@ -193,7 +191,7 @@ struct Thread {
     ThreadCtx ctx;
     St st;
     Slot slot;
-    Fiber fiber;
+    Fiber* fiber;  // while it runs or is parked (fiber builds)
 };
 
 struct Block {
@@ -285,7 +283,7 @@ static void park(Block& b, Thread& t, std::unique_lock<std::mutex>& lk) {
     if (b.threads) {
         b.cv.wait(lk, [&] { return t.st != St::Parked || !b.error.empty(); });
     } else {
-        fiber_yield(t.fiber);
+        fiber_yield(*t.fiber);
     }
     if (!b.error.empty()) throw Abort{};
 }
@@ -539,41 +537,124 @@ static void fiber_main(void* arg) {
     Thread& t = *static_cast<Thread*>(arg);
     Block& b = *static_cast<Block*>(t.ctx.block);
     run_thread(b, t);
-    fiber_yield(t.fiber);  // the scheduler never resumes a finished fiber
+    fiber_yield(*t.fiber);  // the scheduler never resumes a finished fiber
     abort();
 }
 
-static void run_block_fibers(Block& b) {
-    for (unsigned i = 0; i < b.n; ++i) fiber_init(b.th[i].fiber, &fiber_main, &b.th[i]);
-    for (;;) {
-        bool ran = false;
-        for (unsigned i = 0; i < b.n && b.error.empty(); ++i) {
-            Thread& t = b.th[i];
-            if (t.st != St::Ready) continue;
-            ran = true;
-            t_cur = &t.ctx;
-            fiber_resume(t.fiber);
-        }
-        t_cur = nullptr;
-        if (!b.error.empty() || b.live == 0) return;
-        if (!ran) {  // unreachable while park() counts correctly; kept as a backstop
-            set_error(b, "deadlock (scheduler): no runnable thread:" + describe_parked(b));
-            return;
-        }
+// This worker's fiber stacks. A CUDA thread takes one when it first runs and gives it back when
+// it returns, so a kernel without collectives runs every thread of a block on one (cache-hot)
+// stack; one that parks at a collective holds a stack per thread.
+static thread_local std::vector<std::unique_ptr<Fiber>> t_fibers;
+static thread_local std::vector<Fiber*> t_free_fibers;
+
+static Fiber* take_fiber() {
+    if (t_free_fibers.empty()) {
+        t_fibers.push_back(std::make_unique<Fiber>());
+        return t_fibers.back().get();
+    }
+    Fiber* f = t_free_fibers.back();
+    t_free_fibers.pop_back();
+    return f;
+}
+
+// Runs thread t until it parks or returns (taking a fiber stack on its first run).
+static void step_fiber(Thread& t) {
+    if (t.fiber == nullptr) {
+        t.fiber = take_fiber();
+        fiber_init(*t.fiber, &fiber_main, &t);
+    }
+    t_cur = &t.ctx;
+    fiber_resume(*t.fiber);
+    t_cur = nullptr;
+    if (t.st == St::Done) {
+        t_free_fibers.push_back(t.fiber);
+        t.fiber = nullptr;
     }
 }
 
-static void run_block_threads(Block& b) {
-    std::vector<std::thread> os;
-    os.reserve(b.n);
-    for (unsigned i = 0; i < b.n; ++i) {
-        os.emplace_back([&b, i] {
-            t_cur = &b.th[i].ctx;
-            run_thread(b, b.th[i]);
-            t_cur = nullptr;
-        });
+// The fiber schedule, deterministic and adversarial: warp by warp, each warp running as far as
+// it can (through its own warp collectives) before the next one starts, until every warp waits at
+// the block barrier or has returned; even blocks take the warps in order, odd blocks in reverse.
+// So a missing __syncthreads between one warp's shared-memory write and another warp's read (or
+// a later write over what another warp still has to read) shows up in one direction or the other.
+static void run_block_fibers(Block& b) {
+    for (unsigned i = 0; i < b.n; ++i) b.th[i].fiber = nullptr;
+    const unsigned warps = (b.n + 31) / 32;
+    const uint3 bi = b.th[0].ctx.block_idx;
+    const dim3 gd = b.th[0].ctx.grid_dim;
+    const bool reverse = ((bi.x + (unsigned long long)gd.x * (bi.y + (unsigned long long)gd.y * bi.z)) & 1) != 0;
+    for (;;) {
+        bool ran = false;
+        for (unsigned k = 0; k < warps && b.error.empty(); ++k) {
+            const unsigned w = reverse ? warps - 1 - k : k;
+            const unsigned lo = w * 32, hi = lo + 32 < b.n ? lo + 32 : b.n;
+            for (bool again = true; again && b.error.empty();) {
+                again = false;
+                for (unsigned i = lo; i < hi && b.error.empty(); ++i) {
+                    if (b.th[i].st != St::Ready) continue;
+                    step_fiber(b.th[i]);
+                    ran = again = true;
+                }
+            }
+        }
+        if (!b.error.empty() || b.live == 0) break;
+        if (!ran) {  // unreachable while park() counts correctly; kept as a backstop
+            set_error(b, "deadlock (scheduler): no runnable thread:" + describe_parked(b));
+            break;
+        }
     }
-    for (auto& th : os) th.join();
+    for (unsigned i = 0; i < b.n; ++i)  // threads abandoned by a failed launch
+        if (b.th[i].fiber != nullptr) {
+            t_free_fibers.push_back(b.th[i].fiber);
+            b.th[i].fiber = nullptr;
+        }
+}
+
+// One OS thread per CUDA thread, kept between blocks and launches (thread creation dominates
+// otherwise, above all under ThreadSanitizer): OS thread i runs CUDA thread i of every block.
+// Blocks run one at a time; the pool's mutex orders one block's threads before the next's.
+struct OsPool {
+    std::mutex mu;
+    std::condition_variable start, done;
+    Block* block = nullptr;
+    unsigned long long generation = 0;
+    unsigned running = 0;
+    unsigned size = 0;
+
+    void grow(unsigned n) {
+        for (; size < n; ++size) {
+            std::thread([this, i = size] {
+                unsigned long long seen = 0;
+                for (;;) {
+                    Block* b;
+                    {
+                        std::unique_lock<std::mutex> lk(mu);
+                        start.wait(lk, [&] { return generation != seen && block != nullptr && i < block->n; });
+                        seen = generation;
+                        b = block;
+                    }
+                    t_cur = &b->th[i].ctx;
+                    run_thread(*b, b->th[i]);
+                    t_cur = nullptr;
+                    std::lock_guard<std::mutex> lk(mu);
+                    if (--running == 0) done.notify_all();
+                }
+            }).detach();
+        }
+    }
+};
+
+static void run_block_threads(Block& b) {
+    // Never destroyed: its threads wait on it until the process exits.
+    static OsPool& pool = *new OsPool();
+    std::unique_lock<std::mutex> lk(pool.mu);
+    pool.grow(b.n);
+    pool.block = &b;
+    pool.running = b.n;
+    pool.generation++;
+    pool.start.notify_all();
+    pool.done.wait(lk, [&] { return pool.running == 0; });
+    pool.block = nullptr;
 }
 
 // ------------------------------------------------------------------ watchdog
@@ -611,6 +692,121 @@ static void start_watchdog() {
 // ------------------------------------------------------------------ grid
 static std::mutex g_launch_mu;
 static constexpr unsigned kCanary = 64;
+
+// What one OS thread needs to run blocks: its CUDA threads (fiber stacks stay mapped between
+// launches) and its dynamic shared memory.
+struct Worker {
+    std::vector<Thread> threads;
+    std::vector<unsigned char> smem;
+};
+
+// Runs block `idx` (linear, x fastest) of `s` on `w`; returns "" or the block's error.
+static std::string run_block(const LaunchSpec& s, Worker& w, unsigned long long idx) {
+    const unsigned n = s.block.x * s.block.y * s.block.z;
+    const unsigned bx = (unsigned)(idx % s.grid.x), by = (unsigned)(idx / s.grid.x % s.grid.y),
+                   bz = (unsigned)(idx / ((unsigned long long)s.grid.x * s.grid.y));
+    if (w.threads.size() < n) w.threads.resize(n);
+    w.smem.resize(s.smem_bytes + kCanary);
+    Block b;
+    b.k = s.kernel;
+    b.params = s.params;
+    b.n = b.live = n;
+    b.threads = threads_mode();
+    b.warp_parked.assign((n + 31) / 32, 0u);
+    b.warp_exited.assign((n + 31) / 32, 0u);
+    memset(w.smem.data(), 0xff, s.smem_bytes);  // NaN in f32, f16 and bf16
+    memset(w.smem.data() + s.smem_bytes, 0xa5, kCanary);
+    b.smem = w.smem.data();
+    b.th.swap(w.threads);
+    for (unsigned i = 0; i < n; ++i) {
+        Thread& t = b.th[i];
+        t.ctx.thread_idx = uint3{i % s.block.x, (i / s.block.x) % s.block.y, i / (s.block.x * s.block.y)};
+        t.ctx.block_idx = uint3{bx, by, bz};
+        t.ctx.block_dim = s.block;
+        t.ctx.grid_dim = s.grid;
+        t.ctx.tid = i;
+        t.ctx.block = &b;
+        t.st = St::Ready;
+        t.slot = Slot{};
+    }
+    if (b.threads) run_block_threads(b);
+    else run_block_fibers(b);
+    b.th.swap(w.threads);
+    for (unsigned i = 0; i < kCanary && b.error.empty(); ++i)
+        if (w.smem[s.smem_bytes + i] != 0xa5)
+            b.error = fmt("dynamic shared memory overrun: a write %u byte(s) past the %u bytes "
+                          "the launch provides", i + 1, s.smem_bytes);
+    if (b.error.empty()) return "";
+    return fmt("kernel %s, block (%u,%u,%u) of grid (%u,%u,%u), %u threads: ", s.kernel->name, bx, by,
+               bz, s.grid.x, s.grid.y, s.grid.z, n) + b.error;
+}
+
+// Worker threads for parallel blocks (fiber builds), started once and kept.
+struct Pool {
+    std::mutex mu;
+    std::condition_variable cv, done_cv;
+    const LaunchSpec* spec = nullptr;
+    unsigned long long total = 0;
+    std::atomic<unsigned long long> next{0};
+    unsigned long long first_bad = ~0ull;  // lowest failing block index
+    std::string error;
+    unsigned busy = 0;
+    unsigned long long generation = 0;
+
+    // Claims blocks until none is left or an earlier block failed.
+    void drain(Worker& w) {
+        for (;;) {
+            const unsigned long long i = next.fetch_add(1);
+            if (i >= total) return;
+            {
+                std::lock_guard<std::mutex> lk(mu);
+                if (i > first_bad) return;
+            }
+            std::string e = run_block(*spec, w, i);
+            if (!e.empty()) {
+                std::lock_guard<std::mutex> lk(mu);
+                if (i < first_bad) {
+                    first_bad = i;
+                    error = std::move(e);
+                }
+            }
+        }
+    }
+};
+
+static unsigned worker_count() {
+    static const unsigned n = [] {
+        const char* e = getenv("TREEPO_EMU_WORKERS");
+        long v = e ? atol(e) : (long)std::thread::hardware_concurrency();
+        return (unsigned)(v < 1 ? 1 : (v > 64 ? 64 : v));
+    }();
+    return threads_mode() ? 1u : n;
+}
+
+static Pool& pool() {
+    static Pool* p = [] {
+        auto* pl = new Pool();
+        for (unsigned i = 1; i < worker_count(); ++i) {
+            std::thread([pl] {
+                Worker w;
+                unsigned long long seen = 0;
+                for (;;) {
+                    {
+                        std::unique_lock<std::mutex> lk(pl->mu);
+                        pl->cv.wait(lk, [&] { return pl->generation != seen; });
+                        seen = pl->generation;
+                        pl->busy++;
+                    }
+                    pl->drain(w);
+                    std::lock_guard<std::mutex> lk(pl->mu);
+                    if (--pl->busy == 0) pl->done_cv.notify_all();
+                }
+            }).detach();
+        }
+        return pl;
+    }();
+    return *p;
+}
 
 // TREEPO_EMU_PROFILE=1: wall time and launch count per kernel, printed to stderr at exit
 // (which kernels dominate an emulated run; not a GPU performance figure).
@@ -651,47 +847,31 @@ std::string run_grid(const LaunchSpec& s) {
     start_watchdog();
     g_launch_name = s.kernel->name;
     g_launch_start = now_s();
-    static std::vector<Thread> threads;  // reused: fiber stacks stay mapped between launches
-    const unsigned n = s.block.x * s.block.y * s.block.z;
-    if (threads.size() < n) threads.resize(n);
-    std::vector<unsigned char> smem(s.smem_bytes + kCanary);
+    static Worker self;  // the launching thread's (launches are serialized)
+    const unsigned long long total = (unsigned long long)s.grid.x * s.grid.y * s.grid.z;
     std::string err;
-    for (unsigned bz = 0; bz < s.grid.z && err.empty(); ++bz)
-        for (unsigned by = 0; by < s.grid.y && err.empty(); ++by)
-            for (unsigned bx = 0; bx < s.grid.x && err.empty(); ++bx) {
-                Block b;
-                b.k = s.kernel;
-                b.params = s.params;
-                b.n = b.live = n;
-                b.threads = threads_mode();
-                b.warp_parked.assign((n + 31) / 32, 0u);
-                b.warp_exited.assign((n + 31) / 32, 0u);
-                memset(smem.data(), 0xff, s.smem_bytes);  // NaN in f32, f16 and bf16
-                memset(smem.data() + s.smem_bytes, 0xa5, kCanary);
-                b.smem = smem.data();
-                b.th.swap(threads);
-                for (unsigned i = 0; i < n; ++i) {
-                    Thread& t = b.th[i];
-                    t.ctx.thread_idx = uint3{i % s.block.x, (i / s.block.x) % s.block.y, i / (s.block.x * s.block.y)};
-                    t.ctx.block_idx = uint3{bx, by, bz};
-                    t.ctx.block_dim = s.block;
-                    t.ctx.grid_dim = s.grid;
-                    t.ctx.tid = i;
-                    t.ctx.block = &b;
-                    t.st = St::Ready;
-                    t.slot = Slot{};
-                }
-                if (b.threads) run_block_threads(b);
-                else run_block_fibers(b);
-                b.th.swap(threads);
-                for (unsigned i = 0; i < kCanary && b.error.empty(); ++i)
-                    if (smem[s.smem_bytes + i] != 0xa5)
-                        b.error = fmt("dynamic shared memory overrun: a write %u byte(s) past the %u bytes "
-                                      "the launch provides", i + 1, s.smem_bytes);
-                if (!b.error.empty())
-                    err = fmt("kernel %s, block (%u,%u,%u) of grid (%u,%u,%u), %u threads: ", s.kernel->name,
-                              bx, by, bz, s.grid.x, s.grid.y, s.grid.z, n) + b.error;
-            }
+    if (worker_count() == 1 || total == 1) {
+        for (unsigned long long i = 0; i < total && err.empty(); ++i) err = run_block(s, self, i);
+    } else {
+        Pool& p = pool();
+        {
+            std::lock_guard<std::mutex> lk(p.mu);
+            p.spec = &s;
+            p.total = total;
+            p.next = 0;
+            p.first_bad = ~0ull;
+            p.error.clear();
+            p.generation++;
+            p.busy++;  // this thread
+        }
+        p.cv.notify_all();
+        p.drain(self);
+        std::unique_lock<std::mutex> lk(p.mu);
+        p.busy--;
+        p.done_cv.wait(lk, [&] { return p.busy == 0; });
+        err = p.error;
+        p.spec = nullptr;
+    }
     g_launch_start = 0;
     return err;
 }
