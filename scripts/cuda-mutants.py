@@ -209,9 +209,12 @@ MUTANTS = [
         "causal cut-off: barrier between thread 0's reset of the shared max and the other "
         "threads' atomicMax removed (a late reset erases their maxima)",
         DECODE,
-        note="under fibers thread 0 runs first, so its reset always precedes the other threads' "
-        "atomicMax and the result is right; only an OS-thread schedule can order them the other "
-        "way.",
+        note="a late reset erases only the maxima of the threads that ran before it; thread i "
+        "owns query row i, so while every row of a job is in warp 0 (at most 32 rows, as in the "
+        "decode tests) and thread 0 runs before the other lanes of its warp (the fiber "
+        "schedule), the result stays right. ThreadSanitizer reports the unordered "
+        "write/atomicMax pair; a decode test job of more than 32 query rows would catch it "
+        "under fibers.",
     ),
     # --- packed attention (training): packed_attention.cuh, _fwd.cu, _bwd.cu ------------------
     Mutant(
@@ -327,15 +330,14 @@ MUTANTS = [
         "    v = warp_sum(v);\n",
         "block_sum: leading barrier removed (a second reduction overwrites scratch still being read)",
         ("target_logprob::csr_rows::cuda",),
-        note="a real race (warp 0 can finish its shuffles and overwrite scratch[0] before "
-        "warp 1 has read the previous reduction's value), but neither schedule exposes it: "
-        "under fibers the warps of a block advance in step from collective to collective, so "
-        "every read of the old value comes first; under ThreadSanitizer every collective, warp "
-        "shuffles included, takes the block's one mutex (kernels/emu/src/runtime.cpp), which "
-        "orders the read before the write in the interleavings that occur, so TSan sees no race "
-        "and the results stay right. What would catch it: compute-sanitizer racecheck on a GPU "
-        "(scripts/gpu-check.sh), or an emulator schedule that lets one warp run ahead through "
-        "warp-only collectives.",
+        note="a real race: warp 0 can finish its shuffles and overwrite scratch[0] before warp "
+        "1 has read the previous reduction's value. Only a schedule that lets a warp run ahead "
+        "of another exposes it: the fiber schedule does (each warp runs as far as its own "
+        "collectives allow before the next starts, warps in order in even blocks and in "
+        "reverse in odd ones: kernels/emu/src/runtime.cpp); ThreadSanitizer does not (every "
+        "collective, warp shuffles included, takes the block's one mutex, which orders the read "
+        "before the write in the interleavings that occur). compute-sanitizer racecheck on a "
+        "GPU (scripts/gpu-check.sh) would report it too.",
     ),
     # --- row kernels --------------------------------------------------------------------------
     Mutant(
@@ -353,11 +355,9 @@ MUTANTS = [
         "rsqrtf((ss + eps) / (float)dim)",
         "eps added to the sum of squares before dividing by dim (eps/dim instead of eps)",
         ("rmsnorm::normalizes::cuda",),
-        note="moving eps changes r by about eps / (2 mean(x²)) relative; the rows of "
-        "rmsnorm::normalizes have mean(x²) ≳ 1 (x ~ N(0, 1) or larger; the 1-element row is "
-        "unaffected since eps/dim = eps there), so the change, ≈ 5e-7, stays below the test's "
-        "rtol of 2e-5. A row of small values (mean(x²) ≲ 1e-2, e.g. x ~ N(0, 0.05²)) in "
-        "rmsnorm::normalizes would catch it.",
+        note="moving eps changes r by about eps·(1 − 1/dim) / (2·mean(x²)) relative: visible "
+        "only on a row whose mean square is comparable to eps (rmsnorm::normalizes has one); on "
+        "rows with mean(x²) ≳ 1 the change, ≈ 5e-7, is below the test's rtol of 2e-5.",
     ),
     Mutant(
         "rope-pairing",
