@@ -365,8 +365,7 @@ struct KernelInfo {
     void* fn;
     void (*thunk)(void* fn, void** params);
     unsigned nparams;
-    unsigned param_bytes;  // the parameter buffer size, laid out as the CUDA ABI does
-    uint64_t ptr_mask;     // bit i: parameter i is a pointer (checked against allocations)
+    uint64_t ptr_mask;  // bit i: parameter i is a pointer (checked against allocations)
 };
 void register_kernel(const KernelInfo& k);
 
@@ -377,14 +376,6 @@ inline void call_with(void (*f)(A...), void** p, std::index_sequence<I...>) {
 template <typename... A>
 inline void thunk_for(void* fn, void** p) {
     call_with(reinterpret_cast<void (*)(A...)>(fn), p, std::index_sequence_for<A...>{});
-}
-template <typename... A>
-constexpr unsigned param_bytes_of() {
-    unsigned off = 0;
-    const unsigned sizes[] = {0u, (unsigned)sizeof(A)...};
-    const unsigned aligns[] = {1u, (unsigned)alignof(A)...};
-    for (unsigned i = 1; i < sizeof...(A) + 1; ++i) off = (off + aligns[i] - 1) / aligns[i] * aligns[i] + sizes[i];
-    return off;
 }
 template <typename... A>
 constexpr uint64_t ptr_mask_of() {
@@ -398,7 +389,7 @@ struct Registrar {
     template <typename... A>
     Registrar(const char* name, void (*f)(A...)) {
         register_kernel(KernelInfo{name, reinterpret_cast<void*>(f), &thunk_for<A...>,
-                                   (unsigned)sizeof...(A), param_bytes_of<A...>(),
+                                   (unsigned)sizeof...(A),
                                    ptr_mask_of<A...>()});
     }
 };
