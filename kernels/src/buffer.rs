@@ -4,6 +4,10 @@
 //! plus an element range), so one allocation can hold many tensors — the llm.c layout of one
 //! parameter buffer with named views — and Rust's borrow rules keep an op from reading and
 //! writing the same buffer through two arguments.
+//!
+//! A buffer may also wrap memory the caller owns — a host slice, a CUDA device pointer, a wgpu
+//! buffer — without copying it ([`external`](crate::external)): views and ops treat it exactly
+//! like our own, and dropping it frees nothing.
 
 use std::ops::Range;
 
@@ -12,8 +16,14 @@ use crate::{BackendKind, DType, Element, KernelError, Result};
 /// Memory of one backend. `pub(crate)`: backends match on it, users never see it.
 pub(crate) enum Store<T: Element> {
     Cpu(Vec<T>),
+    /// Caller-owned host memory (see [`crate::external`]); never freed here.
+    Host(crate::external::HostPtr<T>),
     #[cfg(feature = "cuda")]
     Cuda(cudarc::driver::CudaSlice<T>),
+    /// Caller-owned device memory: a `CUdeviceptr`; never freed here.
+    #[cfg(feature = "cuda")]
+    CudaExternal(u64),
+    /// Ours or the caller's (then `Buffer::external` is set): a wgpu buffer is a shared handle.
     #[cfg(feature = "wgpu")]
     Wgpu(::wgpu::Buffer),
 }
@@ -22,6 +32,8 @@ pub(crate) enum Store<T: Element> {
 pub struct Buffer<T: Element> {
     pub(crate) len: usize,
     pub(crate) store: Store<T>,
+    /// The memory belongs to the caller (wrapped, not allocated, by this crate).
+    pub(crate) external: bool,
 }
 
 impl<T: Element> std::fmt::Debug for Buffer<T> {
@@ -49,9 +61,9 @@ impl<T: Element> Buffer<T> {
     /// The backend whose memory holds this buffer.
     pub fn backend(&self) -> BackendKind {
         match &self.store {
-            Store::Cpu(_) => BackendKind::Cpu,
+            Store::Cpu(_) | Store::Host(_) => BackendKind::Cpu,
             #[cfg(feature = "cuda")]
-            Store::Cuda(_) => BackendKind::Cuda,
+            Store::Cuda(_) | Store::CudaExternal(_) => BackendKind::Cuda,
             #[cfg(feature = "wgpu")]
             Store::Wgpu(_) => BackendKind::Wgpu,
         }
@@ -84,9 +96,16 @@ impl<T: Element> Buffer<T> {
     pub fn as_cpu_slice(&self) -> Option<&[T]> {
         match &self.store {
             Store::Cpu(v) => Some(v),
+            Store::Host(p) => Some(p.slice(0, self.len)),
             #[allow(unreachable_patterns)]
             _ => None,
         }
+    }
+
+    /// True when the memory belongs to the caller ([`crate::external`]): dropping the buffer
+    /// frees nothing.
+    pub fn is_external(&self) -> bool {
+        self.external
     }
 }
 
@@ -147,6 +166,7 @@ impl<'a, T: Element> View<'a, T> {
     pub(crate) fn cpu(&self) -> &'a [T] {
         match &self.buf.store {
             Store::Cpu(v) => &v[self.offset..self.offset + self.len],
+            Store::Host(p) => p.slice(self.offset, self.len),
             #[allow(unreachable_patterns)]
             _ => unreachable!("backend mismatch is rejected at the validation boundary"),
         }
@@ -198,6 +218,7 @@ impl<T: Element> ViewMut<'_, T> {
     pub(crate) fn cpu(&mut self) -> &mut [T] {
         match &mut self.buf.store {
             Store::Cpu(v) => &mut v[self.offset..self.offset + self.len],
+            Store::Host(p) => p.slice_mut(self.offset, self.len),
             #[allow(unreachable_patterns)]
             _ => unreachable!("backend mismatch is rejected at the validation boundary"),
         }

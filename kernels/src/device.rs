@@ -193,7 +193,7 @@ impl Device {
             #[cfg(feature = "wgpu")]
             Inner::Wgpu(b) => Store::Wgpu(b.upload(bytemuck::cast_slice(data))?),
         };
-        Ok(Buffer { len: data.len(), store })
+        Ok(Buffer { len: data.len(), store, external: false })
     }
 
     /// A new buffer of `len` zeros.
@@ -211,9 +211,13 @@ impl Device {
         let view = view.into();
         self.check_same("download", "view", view.backend())?;
         match (&self.inner, &view.buf.store) {
-            (Inner::Cpu, Store::Cpu(_)) => Ok(view.cpu().to_vec()),
+            (Inner::Cpu, Store::Cpu(_) | Store::Host(_)) => Ok(view.cpu().to_vec()),
             #[cfg(feature = "cuda")]
             (Inner::Cuda(b), Store::Cuda(s)) => b.download(s, view.offset, view.len),
+            #[cfg(feature = "cuda")]
+            (Inner::Cuda(b), Store::CudaExternal(p)) => {
+                b.download_raw(p + (view.offset * T::DTYPE.size()) as u64, view.len)
+            }
             #[cfg(feature = "wgpu")]
             (Inner::Wgpu(b), Store::Wgpu(s)) => {
                 let bytes =
@@ -245,6 +249,7 @@ impl Device {
             #[cfg(feature = "cuda")]
             Inner::Cuda(b) => match &mut dst.buf.store {
                 Store::Cuda(s) => b.write(s, offset, data),
+                Store::CudaExternal(p) => b.write_raw(*p + (offset * T::DTYPE.size()) as u64, data),
                 _ => unreachable!("check_same rejected a mismatched backend"),
             },
             #[cfg(feature = "wgpu")]
@@ -252,6 +257,61 @@ impl Device {
                 Store::Wgpu(s) => b.write(s, offset * T::DTYPE.size(), bytemuck::cast_slice(data)),
                 _ => unreachable!("check_same rejected a mismatched backend"),
             },
+        }
+    }
+
+    /// A CUDA device that launches every op on the caller's stream `stream` (a `CUstream`;
+    /// null is the legacy default stream), sharing this device's context and compiled kernels:
+    /// the form an engine with its own stream uses (PyTorch's `torch.cuda.current_stream()`).
+    /// Errors on a non-CUDA device and on a stream of another context.
+    ///
+    /// # Safety
+    /// `stream` must be a valid stream of this device's primary context that outlives the
+    /// returned device and all work launched through it.
+    pub unsafe fn with_cuda_stream(&self, stream: *mut std::ffi::c_void) -> Result<Device> {
+        match &self.inner {
+            #[cfg(feature = "cuda")]
+            Inner::Cuda(b) => {
+                // SAFETY: forwarded contract.
+                let b = unsafe { b.on_stream(stream as cudarc::driver::sys::CUstream) }?;
+                Ok(Device { inner: Inner::Cuda(Arc::new(b)) })
+            }
+            _ => {
+                let _ = stream;
+                Err(KernelError::WrongDevice {
+                    op: "with_cuda_stream",
+                    name: "device",
+                    found: self.kind(),
+                    expected: BackendKind::Cuda,
+                })
+            }
+        }
+    }
+
+    /// The CUDA device ordinal (`None` on other backends).
+    pub fn cuda_ordinal(&self) -> Option<usize> {
+        match &self.inner {
+            #[cfg(feature = "cuda")]
+            Inner::Cuda(b) => Some(b.ordinal()),
+            _ => None,
+        }
+    }
+
+    /// A wgpu device over the caller's wgpu device and queue, so buffers the caller created on
+    /// it can be wrapped with [`Buffer::from_wgpu`]. `info` names the adapter in messages.
+    #[cfg(feature = "wgpu")]
+    pub fn from_wgpu(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Device {
+        let backend = crate::webgpu::WgpuBackend::from_parts(device, queue, info);
+        Device { inner: Inner::Wgpu(Arc::new(backend)) }
+    }
+
+    /// This device's wgpu device and queue (shared handles), to create buffers for
+    /// [`Buffer::from_wgpu`]; `None` on other backends.
+    #[cfg(feature = "wgpu")]
+    pub fn wgpu_handles(&self) -> Option<(wgpu::Device, wgpu::Queue)> {
+        match &self.inner {
+            Inner::Wgpu(b) => Some(b.handles()),
+            _ => None,
         }
     }
 

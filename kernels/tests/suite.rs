@@ -11,6 +11,7 @@ mod cuda_emu;
 mod device;
 mod embedding;
 mod embedding_bwd;
+mod external;
 mod fill;
 mod gather_logprob;
 mod gemm;

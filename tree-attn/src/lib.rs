@@ -73,11 +73,15 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod csr_forest;
 pub mod decode;
+pub mod decoder;
 pub mod packed;
 pub mod plan;
 
+pub use csr_forest::CsrForest;
 pub use decode::{DecodeWorkspace, decode, naive};
+pub use decoder::{DecodeError, TreeDecoder};
 pub use plan::{
     LeafPageTable, LeafQuery, NodeKv, Plan, PlanError, PlanKind, PlanOptions, TreeKvView, plan_into,
 };

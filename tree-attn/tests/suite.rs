@@ -4,6 +4,7 @@
 mod packed_support;
 mod tree_common;
 
+mod csr_decoder;
 mod decode_dense;
 mod packed_attention_bwd;
 mod packed_attention_fwd;

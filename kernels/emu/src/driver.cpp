@@ -327,6 +327,17 @@ static CUresult do_free(CUdeviceptr p) {
     return CUDA_SUCCESS;
 }
 API CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t bytes) { return do_alloc(p, bytes); }
+// The allocation holding `p`: how callers validate memory they did not allocate themselves.
+API CUresult cuMemGetAddressRange_v2(CUdeviceptr* base, size_t* size, CUdeviceptr p) {
+    std::lock_guard<std::mutex> lk(g_mu);
+    auto it = g_allocs.upper_bound((uintptr_t)p);
+    if (it == g_allocs.begin()) return CUDA_ERROR_NOT_FOUND;
+    --it;
+    if ((uintptr_t)p >= it->first + (it->second == 0 ? 1 : it->second)) return CUDA_ERROR_NOT_FOUND;
+    if (base) *base = (CUdeviceptr)it->first;
+    if (size) *size = it->second;
+    return CUDA_SUCCESS;
+}
 API CUresult cuMemAllocAsync(CUdeviceptr* p, size_t bytes, CUstream) { return do_alloc(p, bytes); }
 API CUresult cuMemFree_v2(CUdeviceptr p) { return do_free(p); }
 API CUresult cuMemFreeAsync(CUdeviceptr p, CUstream) { return do_free(p); }
@@ -406,6 +417,12 @@ API CUresult cuStreamDestroy_v2(CUstream s) {
     return CUDA_SUCCESS;
 }
 API CUresult cuStreamSynchronize(CUstream) { return CUDA_SUCCESS; }
+// Every stream (and the null stream) belongs to the one primary context.
+API CUresult cuStreamGetCtx(CUstream, CUcontext* c) {
+    if (!c) return CUDA_ERROR_INVALID_VALUE;
+    *c = &g_ctx;
+    return CUDA_SUCCESS;
+}
 API CUresult cuStreamQuery(CUstream) { return CUDA_SUCCESS; }
 API CUresult cuStreamWaitEvent(CUstream, CUevent, unsigned) { return CUDA_SUCCESS; }
 API CUresult cuLaunchHostFunc(CUstream, void (*fn)(void*), void* data) {

@@ -259,7 +259,7 @@ fn cuda_gemm<T: FloatElement>(
     let (ap, bp, cp) = (addr(be, a), addr(be, b), addr_mut(be, c));
     let (m, n, k) = (s.m as i32, s.n as i32, s.k as i32);
     let (lda, ldb, ldc) = (s.lda() as i32, s.ldb() as i32, s.n as i32);
-    let h = *be.blas().handle();
+    let h = *be.blas()?.handle();
     let (alpha, beta) = (s.alpha, s.beta);
     let dt = match T::DTYPE {
         crate::DType::F32 => sys::cudaDataType_t::CUDA_R_32F,

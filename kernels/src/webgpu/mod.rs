@@ -81,6 +81,18 @@ impl WgpuBackend {
             ..Default::default()
         }))
         .map_err(|e| unavailable(format!("request_device on {}: {e}", info.name)))?;
+        Ok(Self::from_parts(device, queue, info))
+    }
+
+    /// The backend over a device and queue someone else created (an embedding engine's):
+    /// features and limits are the device's own.
+    pub(crate) fn from_parts(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+    ) -> Self {
+        let f16 = device.features().contains(wgpu::Features::SHADER_F16);
+        let limits = device.limits();
         device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
             // Errors of scoped work are returned as values; anything else is reported here
             // instead of wgpu's default handler, which panics.
@@ -92,7 +104,7 @@ impl WgpuBackend {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        Ok(WgpuBackend {
+        WgpuBackend {
             scratch,
             device,
             queue,
@@ -101,7 +113,13 @@ impl WgpuBackend {
             max_workgroups: limits.max_compute_workgroups_per_dimension,
             max_binding: limits.max_storage_buffer_binding_size,
             pipelines: Mutex::new(HashMap::new()),
-        })
+        }
+    }
+
+    /// The wgpu device and queue (shared handles), for callers that allocate buffers to pass
+    /// to [`Buffer::from_wgpu`](crate::Buffer::from_wgpu).
+    pub fn handles(&self) -> (wgpu::Device, wgpu::Queue) {
+        (self.device.clone(), self.queue.clone())
     }
 
     pub(crate) fn description(&self) -> String {

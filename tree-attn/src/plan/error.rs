@@ -103,6 +103,10 @@ pub enum PlanError {
         /// The sequence length (`kv_end` of the node).
         len: u32,
     },
+    /// Raw CSR block tables ([`CsrForest::from_csr`](crate::CsrForest::from_csr)) are
+    /// inconsistent: what is wrong, naming the array and the sequence.
+    #[error("CSR block table: {0}")]
+    Csr(String),
     /// An option is out of range.
     #[error("invalid plan option: {0}")]
     Options(String),
