@@ -69,14 +69,16 @@ impl CsrForest {
                 indices.len()
             )));
         }
+        // Non-decreasing up to indptr[batch] <= indices.len(): every row slices in bounds.
+        if let Some(i) = (0..batch).find(|&i| indptr[i + 1] < indptr[i]) {
+            let (a, b) = (indptr[i], indptr[i + 1]);
+            return Err(bad(format!("indptr decreases at sequence {i}: {a} then {b}")));
+        }
         let mut f = CsrForest { page_size, ..CsrForest::default() };
         // (parent + 1, page id) -> node of a full page; 0 is "no parent".
         let mut full: HashMap<(u32, i32), u32> = HashMap::new();
         for i in 0..batch {
             let (a, b) = (indptr[i], indptr[i + 1]);
-            if b < a {
-                return Err(bad(format!("indptr decreases at sequence {i}: {a} then {b}")));
-            }
             if a == b {
                 return Err(bad(format!("sequence {i} holds no page")));
             }

@@ -135,6 +135,10 @@ fn bad_block_tables_are_errors() {
     csr_err(CsrForest::from_csr(4, &[0, 3], &[0, 1], &[1], None), "indices holds 2");
     csr_err(CsrForest::from_csr(4, &[0, 2, 1], &[0, 1], &[1, 1], None), "decreases");
     csr_err(CsrForest::from_csr(4, &[0, 0], &[], &[1], None), "holds no page");
+    csr_err(
+        CsrForest::from_csr(4, &[0, 5, 3], &[0, 1, 2], &[1, 1], None),
+        "decreases at sequence 1",
+    );
     csr_err(CsrForest::from_csr(4, &[0, 1], &[0], &[0], None), "outside 1..=4");
     csr_err(CsrForest::from_csr(4, &[0, 1], &[0], &[5], None), "outside 1..=4");
     csr_err(CsrForest::from_csr(4, &[0, 1], &[-2], &[1], None), "negative");
@@ -182,4 +186,41 @@ fn decoder_misuse_is_an_error() {
         let e = dec.run(&cuda, qc.view(), kvc.view(), &layout, 0, 1.0, oc.view_mut(), None);
         assert!(msg(e).contains("planned on cpu but run on cuda"));
     }
+}
+
+/// Random, mostly malformed tables: `from_csr` returns (never panics), and whatever it
+/// accepts plans.
+#[test]
+fn random_tables_never_panic() {
+    let mut rng = Rng::fresh("csr_garbage");
+    let mut accepted = 0;
+    for _ in 0..5000 {
+        let small = |rng: &mut Rng| rng.below(9) as i32 - 2;
+        let batch = rng.below(4);
+        let mut indptr: Vec<i32> = (0..batch + 1 + rng.below(2)).map(|_| small(&mut rng)).collect();
+        if rng.below(2) == 0 {
+            // Mostly well-formed indptr, so later checks are reached too.
+            indptr = (0..=batch)
+                .scan(0, |acc, _| {
+                    let v = *acc;
+                    *acc += rng.below(3) as i32;
+                    Some(v)
+                })
+                .collect();
+        }
+        let indices: Vec<i32> = (0..rng.below(8)).map(|_| small(&mut rng)).collect();
+        let last: Vec<i32> = (0..batch).map(|_| small(&mut rng) + 1).collect();
+        let q: Vec<u32> = (0..batch).map(|_| rng.below(3) as u32).collect();
+        let q = (rng.below(2) == 0).then_some(q.as_slice());
+        if let Ok(f) = CsrForest::from_csr(4, &indptr, &indices, &last, q) {
+            accepted += 1;
+            tree_attn::plan::plan(
+                &f.view(),
+                f.leaves(),
+                &tree_attn::PlanOptions::new(PlanKind::Tree, 1),
+            )
+            .unwrap();
+        }
+    }
+    assert!(accepted > 100, "only {accepted} random tables were well formed");
 }
