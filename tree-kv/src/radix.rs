@@ -22,19 +22,25 @@
 use crate::list::NIL;
 use crate::pool::Pool;
 
-/// Hash of a radix key: the parent page and the page's tokens (FxHash-style mixing with a
-/// SplitMix64 finaliser; not cryptographic — tenants that must not observe each other's cache
-/// need separate pools).
+/// Hash of a radix key: the parent page and the page's tokens, each absorbed through a full
+/// SplitMix64 finaliser (not cryptographic — tenants that must not observe each other's cache
+/// need separate pools). The parent is mixed before the first token: a linear combination
+/// would let `(p, [t0, ..])` and `(q, [t0 ^ f(p, q), ..])` collide for every pair of pages,
+/// and a collision leaves the second page, and everything after it, unindexed.
 pub(crate) fn key_hash(key_parent: u32, tokens: &[u32]) -> u64 {
-    let mut h = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(key_parent);
+    const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = mix(GOLDEN ^ u64::from(key_parent));
     for &t in tokens {
-        h = (h.rotate_left(5) ^ u64::from(t)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        h = mix(h.wrapping_add(GOLDEN) ^ u64::from(t));
     }
-    h ^= h >> 30;
-    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h ^= h >> 27;
-    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
+    h
+}
+
+/// SplitMix64's finaliser: a bijection on u64 with full avalanche.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 impl Pool {
@@ -80,6 +86,30 @@ impl Pool {
         self.radix.remove(&h);
         if parent != NIL {
             self.meta[parent as usize].radix_children -= 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_hash;
+
+    /// The old linear mixing made `(p, [t0, ..])` and `(q, [t0 ^ ((p ^ q) << 5), ..])` collide
+    /// for every p, q: a whole family of pages was never indexed.
+    #[test]
+    fn parent_and_first_token_do_not_cancel() {
+        let mut seen = std::collections::HashSet::new();
+        for p in 0..64u32 {
+            for q in 0..64u32 {
+                let t0 = 1000u32;
+                let a = key_hash(p, &[t0, 7, 9]);
+                let b = key_hash(q, &[t0 ^ ((p ^ q) << 5), 7, 9]);
+                assert_eq!(a == b, p == q, "key_hash({p}, ..) collides with key_hash({q}, ..)");
+            }
+            // Distinct (parent, token) keys over a small grid never collide either.
+            for t in 0..64u32 {
+                assert!(seen.insert(key_hash(p, &[t, 1])), "collision at parent {p} token {t}");
+            }
         }
     }
 }
