@@ -12,7 +12,7 @@
 //! - **Advantages are pure functions of the rollout tree and its rewards.** The sampler's tree is
 //!   turned into a [`rl::RolloutTopology`] (or plain [`rl::LeafRecord`]s); every estimator —
 //!   TreePO, GRPO, Dr.GRPO, RLOO, REINFORCE++, TreeGRPO, TreeRL, SPO-tree — reads only that, so
-//!   the worked examples of the spec are unit tests.
+//!   the worked examples of docs/treepo.md are unit tests.
 //! - **The loss returns `dL/dlogπ` per token.** The model's backward is the ordinary
 //!   softmax-cross-entropy backward, `dlogits = (p − onehot)·dloss_t`, with the per-token weight
 //!   `dloss_t = −dL/dlogπ_t` (and `1/T` under a sampling temperature). SFT is the special case
@@ -47,7 +47,7 @@ pub mod engine;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
-pub mod rl;
+pub use treepo_rl as rl;
 pub mod rollout;
 pub mod run;
 pub mod tasks;

@@ -1,5 +1,5 @@
 //! The tree-packed policy loss: one term per packed token instead of one per (leaf, token), with
-//! exactly the per-leaf loss and gradient (TREEPO.md §3, DESIGN.md §6).
+//! exactly the per-leaf loss and gradient (docs/treepo.md §3.4, docs/training.md).
 //!
 //! ## Derivation
 //!

@@ -1,4 +1,8 @@
-//! The RL core: advantages, the clipped policy loss (per leaf and tree-packed), filters.
+//! # treepo-rl
+//!
+//! The RL core: advantages, the clipped policy loss (per leaf and tree-packed), filters. Its own
+//! crate so that embeddings (the Python package) get the exact estimators without the trainer's
+//! dependencies; `treepo_trainer::rl` re-exports it.
 //!
 //! Everything here is a pure function of plain numbers (`f64`), deterministic in iteration order,
 //! and validates caller input with [`RlError`] rather than panicking.
@@ -9,6 +13,7 @@
 //! - [`per_leaf`]: the loss of whole sequences (the plain path and the reference).
 //! - [`packed`]: the same loss over tree-packed tokens via weighted advantage sums.
 //! - [`filters`]: dynamic sampling and the overlong penalty.
+#![deny(missing_docs)]
 
 pub mod advantage;
 pub mod aggregation;

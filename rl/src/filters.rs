@@ -1,5 +1,4 @@
-//! DAPO's dynamic sampling and overlong reward shaping (TREEPO.md §3, trainer-anchors §2.5,
-//! reference note §3.5).
+//! DAPO's dynamic sampling and overlong reward shaping (docs/treepo.md §3.3).
 //!
 //! - **Dynamic sampling**: a query whose filter values (TreePO: `acc`, 1/0 per leaf) are all equal
 //!   gives every leaf the same reward, so no learning signal under a group baseline; it is

@@ -12,7 +12,7 @@
 //! - `N = 1`: the unbiased variance is undefined; we take `var = 0`, so the one token's value is
 //!   `(x − x)/1e-4 = 0`. Leaves with zero tokens still get `(x_i − μ)/1e-4`, a value no token uses.
 
-use crate::rl::error::{RlError, check_finite, check_len};
+use crate::error::{RlError, check_finite, check_len};
 
 /// The variance floor under the square root.
 pub const WHITEN_EPS: f64 = 1e-8;

@@ -1,4 +1,4 @@
-//! TreePO's advantage, `tree_reinforce_plus_plus_baseline` (TREEPO.md §2.1, reference code §3.2).
+//! TreePO's advantage, `tree_reinforce_plus_plus_baseline` (docs/treepo.md §2.1).
 //!
 //! For each leaf `i` with path `p_i` and each depth `k = 0 ..= |p_i|`, the subgroup `g` is every
 //! leaf of the query whose path starts with `p_i[..k]`. The term `a_k = R_i − mean(R over g)` is
@@ -7,22 +7,22 @@
 //! whose rewards are all equal is skipped too. The terms are averaged ([`SubgroupAggregation`]),
 //! broadcast to the leaf's tokens and whitened over the whole batch ([`super::whiten`]).
 //!
-//! Depths run to `|p_i|` inclusive, which is what the reference code's batch-wide
+//! Depths run to `|p_i|` inclusive, which is what the released TreePO code's batch-wide
 //! `for d in 0..max_depth` amounts to: the depth-`|p_i|` subgroup (leaf `i`'s own node) has size 1
 //! unless other leaves continue below that node. A node with a single child yields the same
-//! subgroup at two depths; it is counted twice, as in the reference code.
+//! subgroup at two depths; it is counted twice, as in the released code.
 //!
-//! Decision: a query with a single leaf gets root term `R − R = 0` (the spec's formula). The
-//! reference code uses mean 0 for a size-1 group, which would give `R`; such a query only exists
-//! when `w = 1`.
+//! Decision: a query with a single leaf gets root term `R − R = 0` (docs/treepo.md §2.1's
+//! formula). The released code uses mean 0 for a size-1 group, which would give `R`; such a query
+//! only exists when `w = 1`.
 
 use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
 use super::whiten::whiten_token_weighted_with;
-use crate::rl::error::RlError;
-use crate::rl::tree_input::{LeafRecord, group_by_query};
+use crate::error::RlError;
+use crate::tree_input::{LeafRecord, group_by_query};
 
 /// How a leaf's subgroup terms are combined (`adv_weight_strategy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -50,7 +50,7 @@ pub enum SubgroupRejection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Whitening {
-    /// `(x − μ) / σ`: the spec and the reference code.
+    /// `(x − μ) / σ`: docs/treepo.md §2.1 and the released TreePO code.
     #[default]
     Center,
     /// `x / σ`: a leaf whose raw advantage is 0 stays 0 (see

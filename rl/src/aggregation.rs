@@ -1,4 +1,4 @@
-//! Loss aggregation as per-token weights (trainer-anchors §2.3).
+//! Loss aggregation as per-token weights (docs/treepo.md §3.2).
 //!
 //! The aggregated loss is `Σ_i Σ_t w_i ℓ_{i,t}` with a weight that is constant along a sequence:
 //!

@@ -1,13 +1,13 @@
-//! Flat (tree-ignoring) baselines over each query's group of leaves (TREEPO.md §2.2,
-//! trainer-anchors §2.1). All return one value per leaf in input order.
+//! Flat (tree-ignoring) baselines over each query's group of leaves (docs/treepo.md §2.2). All
+//! return one value per leaf in input order.
 //!
 //! Decision for groups of size 1: every estimator gives 0 before any batch whitening (GRPO: the
-//! spec's rule; Dr.GRPO and REINFORCE++: `R − R`; RLOO: no other sample to compare with). verl uses
-//! mean 0 / std 1 for a size-1 group, which would give `R`.
+//! rule of docs/treepo.md §2.2; Dr.GRPO and REINFORCE++: `R − R`; RLOO: no other sample to
+//! compare with). verl uses mean 0 / std 1 for a size-1 group, which would give `R`.
 
 use super::whiten::whiten_token_weighted;
-use crate::rl::error::RlError;
-use crate::rl::tree_input::{LeafRecord, group_by_query};
+use crate::error::RlError;
+use crate::tree_input::{LeafRecord, group_by_query};
 
 /// GRPO's epsilon in `(R − mean)/(std + ε)` (verl's value).
 pub const GRPO_EPS: f64 = 1e-6;

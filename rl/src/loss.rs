@@ -1,5 +1,4 @@
-//! The per-token policy loss and its derivative with respect to `logπ` (TREEPO.md §3,
-//! trainer-anchors §2.2, §2.4, §2.6).
+//! The per-token policy loss and its derivative with respect to `logπ` (docs/treepo.md §3.1).
 //!
 //! ```text
 //! ρ      = exp(clamp(logπ − logπ_old, −20, 20))

@@ -1,6 +1,6 @@
-//! Edge-level tree estimators (TREEPO.md §2.3): each edge (segment) of the tree is trained once,
-//! with one advantage per edge. Results are [`EdgeAdvantages`] indexed by node id, the edge into
-//! node `n` being identified with `n`; roots have no edge.
+//! Edge-level tree estimators (docs/treepo.md §2.3): each edge (segment) of the tree is trained
+//! once, with one advantage per edge. Results are [`EdgeAdvantages`] indexed by node id, the edge
+//! into node `n` being identified with `n`; roots have no edge.
 //!
 //! - **TreeGRPO** backup: leaf `z = (R − μ_q)/(σ_q + ε)`; post-order, an internal node's advantage
 //!   is `Σ_c w_c A_c` over its children; the edge into a node takes the node's advantage; only
@@ -15,8 +15,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::rl::error::RlError;
-use crate::rl::tree_input::{BranchingWindow, RolloutTopology};
+use crate::error::RlError;
+use crate::tree_input::{BranchingWindow, RolloutTopology};
 
 /// Which standard deviation TreeGRPO's leaf z-score divides by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
