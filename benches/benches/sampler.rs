@@ -34,7 +34,8 @@ fn prompts() -> Vec<Vec<u32>> {
 fn engine() -> ToyEngine<MarkovModel> {
     // Stops get likelier along the response, so trajectories end at varied lengths (as with a
     // real model) instead of all running into d·l. Pages of l tokens: every fork after the prompt
-    // is page-aligned, so children share all their parent's pages (DESIGN.md §3).
+    // is page-aligned, so children share all their parent's pages (the tree-kv crate docs, "Forks
+    // and the tail claim").
     let markov = MarkovConfig { seed: 7, spread: 3.0, stop_logit: -5.0, stop_ramp: 0.03 };
     ToyEngine::markov(markov, KvConfig { page_size: 8, pool_pages: 1 << 16 })
 }

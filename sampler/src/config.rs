@@ -83,7 +83,7 @@ pub enum TotalBudgetPolicy {
     #[default]
     ByResponseTraj,
     /// A token budget per query (`tree_max_response_token`); between `tree_min_width` and `w`
-    /// trajectories (TreePO reference §2.10).
+    /// trajectories (docs/treepo.md §1.8).
     ByResponseToken,
 }
 

@@ -1,6 +1,6 @@
 //! # treepo-sampler
 //!
-//! The TreePO segment sampler (arXiv 2508.17445, `shared/TREEPO.md` §1), the sequential
+//! The TreePO segment sampler (arXiv 2508.17445, `docs/treepo.md` §1), the sequential
 //! baseline, and the [`Engine`] trait they drive.
 //!
 //! **Key design decision: the scheduler is pure, the engine is a trait, randomness is keyed.**
@@ -14,7 +14,7 @@
 //! is one engine node: forks happen at segment boundaries only, which is what lets fallback
 //! re-open a path by forking the existing node at depth `cut / l` (sharing its KV pages).
 //!
-//! Where this crate deliberately differs from the released TreePO code (TREEPO.md §1.6): stop
+//! Where this crate deliberately differs from the released TreePO code (docs/treepo.md §1.6): stop
 //! tokens are a set found at any position, the fallback window is `l` (another value is rounded
 //! down to segment boundaries, with a warning), the re-opened context is query ⊕ truncated
 //! response, "More Init Divergence" really draws per query, `fixed_avg` spreads the remainder over

@@ -1,6 +1,7 @@
 //! Seed derivation and the scheduler's random stream.
 //!
-//! Randomness is an argument (STYLE.md, principle 8). Two independent sources exist:
+//! Randomness is an argument: every draw is seeded and derived per (query, node, position), and a
+//! draw takes its uniform as a parameter. Two independent sources exist:
 //!
 //! * **Token draws** (done by the engine): the uniform for the token at response position `pos` of
 //!   a branch is `uniform(seed, query, path, pos)`, where `path` is the [`BranchKey`] folded from the

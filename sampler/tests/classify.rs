@@ -1,4 +1,4 @@
-//! Classification order (TREEPO.md §1.3), every rule and both priorities, and the text hooks.
+//! Classification order (docs/treepo.md §1.3), every rule and both priorities, and the text hooks.
 
 use std::collections::BTreeSet;
 

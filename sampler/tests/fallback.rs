@@ -1,4 +1,4 @@
-//! Fallback (TREEPO.md §1.5): exact cut points for a fixed seed, re-opened branches as new
+//! Fallback (docs/treepo.md §1.5): exact cut points for a fixed seed, re-opened branches as new
 //! children of the existing node, and the policies.
 
 mod common;

@@ -213,7 +213,7 @@ fn random_init_draws_per_query() {
     assert!(tree.queries().iter().all(|q| (2..=16).contains(&q.initial_fanout())));
 }
 
-/// Token-budget mode (TreePO reference §2.10) with budget 24, l = 4, min_width 2:
+/// Token-budget mode (docs/treepo.md §1.8) with budget 24, l = 4, min_width 2:
 /// the bound is `w` if the estimate `(budget − used) / (mean active len + l) + F` reaches w,
 /// `min_width` below it, else the estimate.
 #[test]

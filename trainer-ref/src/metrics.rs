@@ -1,4 +1,4 @@
-//! Evaluation metrics (TREEPO.md §4, trainer-anchors §4): avg@k, unbiased pass@k, maj@k and mean
+//! Evaluation metrics (docs/treepo.md §4.2): avg@k, unbiased pass@k, maj@k and mean
 //! response length.
 //!
 //! - **avg@k**: mean over problems of the fraction of correct samples (a pass@1 estimate).

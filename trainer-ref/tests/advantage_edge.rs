@@ -1,4 +1,4 @@
-//! TreeGRPO, TreeRL and SPO-tree on the test tree of TREEPO.md §2.3:
+//! TreeGRPO, TreeRL and SPO-tree on the test tree of docs/treepo.md §2.3:
 //! R → a → {a1[1], a2[0], a3[1]}; R → b → {b1[0], b2 → {b21[1], b22[0]}}.
 
 use treepo_trainer::rl::advantage::{

@@ -1,4 +1,4 @@
-//! TreePO advantages against TREEPO.md §2.1 and the reference note §3.3 (worked example).
+//! TreePO advantages against docs/treepo.md §2.1 and its worked example.
 
 use treepo_trainer::rl::advantage::{
     SubgroupAggregation, SubgroupRejection, TreepoOptions, Whitening,
@@ -216,7 +216,7 @@ fn dispatch_from_topology_matches_leaf_records() {
 #[test]
 fn leaf_on_an_inner_node_joins_the_subgroup_below_it() {
     // Leaf A ends at node 3, leaf B continues below it (3/4), leaf C is elsewhere. A's depth-1
-    // subgroup (leaves under node 3) is {A, B}, as the reference code's prefix keys give.
+    // subgroup (leaves under node 3) is {A, B}, as the released TreePO code's prefix keys give.
     let leaves = vec![leaf(0, &[3], 1.0, 1), leaf(0, &[3, 4], -1.0, 1), leaf(0, &[5], -1.0, 1)];
     let terms = treepo_subgroup_terms(&leaves, &TreepoOptions::default()).unwrap();
     let shape = |i: usize| terms[i].iter().map(|t| (t.depth, t.size)).collect::<Vec<_>>();

@@ -10,7 +10,7 @@ use treepo_trainer::rl::{
 const CLIP: ClipConfig =
     ClipConfig { clip_ratio_low: 0.2, clip_ratio_high: 0.28, clip_ratio_c: Some(10.0) };
 
-/// The spec's formula, written literally: max(−Aρ, −A·clip(ρ)), then min(·, −A·c) for A < 0.
+/// The formula of docs/treepo.md §3.1, written literally: max(−Aρ, −A·clip(ρ)), then min(·, −A·c) for A < 0.
 fn literal_loss(rho: f64, a: f64, clip: &ClipConfig) -> f64 {
     let clipped = rho.clamp(1.0 - clip.clip_ratio_low, 1.0 + clip.clip_ratio_high);
     let l_clip = (-a * rho).max(-a * clipped);

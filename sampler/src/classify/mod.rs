@@ -1,5 +1,5 @@
-//! Segment classification (TREEPO.md §1.3): after a segment is appended, decide whether its path
-//! finishes (and why) or stays active. The text checks ("does this segment hold a complete
+//! Segment classification (docs/treepo.md §1.3): after a segment is appended, decide whether its
+//! path finishes (and why) or stays active. The text checks ("does this segment hold a complete
 //! answer", "is it degenerate repetition") are task hooks ([`TaskHooks`]) so non-text tasks work:
 //! [`TextHooks`] is TreePO's `\boxed{}` + 32-char × 8 rule over a detokenizer, [`NgramHooks`] a
 //! token n-gram rule with a caller-supplied answer check.
@@ -112,7 +112,7 @@ pub enum Verdict {
     },
 }
 
-/// Classifies a segment, in TREEPO.md §1.3's order:
+/// Classifies a segment, in docs/treepo.md §1.3's order:
 ///
 /// 1. repetition (when `most_prioritized`) → `RepetitionStop`;
 /// 2. answer and stop token (or the answer alone under `boxed_as_eos`) → `Finished`;

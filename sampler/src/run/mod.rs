@@ -1,4 +1,4 @@
-//! The samplers: [`TreeSampler::sample`] (TreePO, TREEPO.md §1.1) and
+//! The samplers: [`TreeSampler::sample`] (TreePO, docs/treepo.md §1.1) and
 //! [`TreeSampler::sample_sequential`] (the baseline, §1.7), both driving an [`Engine`].
 //!
 //! The release and KV-exhaustion policies are documented on [`TreeSampler`].

@@ -1,4 +1,4 @@
-//! The sequential baseline (TREEPO.md §1.7): `w` independent samples per query, the prompt
+//! The sequential baseline (docs/treepo.md §1.7): `w` independent samples per query, the prompt
 //! prefilled once and forked into `w`, each sample decoded in chunks of `l` tokens (appending to
 //! its own engine node) with the same stop rules; no branching, no fallback.
 

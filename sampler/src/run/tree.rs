@@ -1,4 +1,4 @@
-//! The TreePO loop (TREEPO.md §1.1): initial divergence, then per step one batched decode,
+//! The TreePO loop (docs/treepo.md §1.1): initial divergence, then per step one batched decode,
 //! classification, branching with budget transfer, fallback, completion.
 
 use super::SampleError;
@@ -68,8 +68,8 @@ fn open<E: Engine + ?Sized>(
     Ok(created)
 }
 
-/// The query's width bound: `w`, or token mode's estimate (§2.10) from the finished leaves and
-/// `mean_len_per_traj` (active: mean active length + l; fallback: mean finished length).
+/// The query's width bound: `w`, or token mode's estimate (docs/treepo.md §1.8) from the finished
+/// leaves and `mean_len_per_traj` (active: mean active length + l; fallback: mean finished length).
 fn upper(config: &TreeConfig, q: &QState, mean_len_per_traj: Option<usize>) -> usize {
     match config.tree_total_budget_policy {
         TotalBudgetPolicy::ByResponseTraj => config.width(),

@@ -3,7 +3,7 @@
 use crate::config::TreeConfig;
 use crate::seed::SchedRng;
 
-/// Initial fan-out of one query (TREEPO.md §1.2): `k ~ UniformInt[min, m]` (one draw from the
+/// Initial fan-out of one query (docs/treepo.md §1.2): `k ~ UniformInt[min, m]` (one draw from the
 /// query's stream) when "More Init Divergence" is on (`tree_random_first_div_max` capped at
 /// `upper` exceeds `b`), else `min(b, upper)` without drawing. `upper` is `w`, or the token-mode
 /// bound.
@@ -14,7 +14,7 @@ pub fn initial_fanout(config: &TreeConfig, upper: usize, rng: &mut SchedRng) -> 
     }
 }
 
-/// Children scheduled for a query's active paths this step (TREEPO.md §1.4):
+/// Children scheduled for a query's active paths this step (docs/treepo.md §1.4):
 ///
 /// ```text
 /// remaining = max(upper − F, 0)
@@ -37,7 +37,7 @@ pub fn branch_total(
     active.max(remaining.min(donated))
 }
 
-/// Token-budget mode's width bound (TreePO reference §2.10): `w` if the estimated number of
+/// Token-budget mode's width bound (docs/treepo.md §1.8): `w` if the estimated number of
 /// trajectories reaches `w`, `min_width` if it is below `min_width`, else the estimate.
 #[must_use]
 pub fn token_mode_upper(w: usize, min_width: usize, estimated_trajectories: usize) -> usize {

@@ -1,4 +1,4 @@
-//! Fallback (TREEPO.md §1.5): re-opening finished paths depth-first.
+//! Fallback (docs/treepo.md §1.5): re-opening finished paths depth-first.
 
 use crate::FinishReason;
 use crate::config::{FallbackPolicy, FallbackTrajPolicy, TreeConfig};

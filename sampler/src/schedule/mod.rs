@@ -1,5 +1,5 @@
 //! The scheduler's decisions as pure functions of the tree state and a seeded [`SchedRng`]
-//! (TREEPO.md §1.2–§1.5). The runners ([`crate::TreeSampler`]) only apply them; tests pin them
+//! (docs/treepo.md §1.2–§1.5). The runners ([`crate::TreeSampler`]) only apply them; tests pin them
 //! with hand-computed numbers.
 //!
 //! [`SchedRng`]: crate::seed::SchedRng

@@ -17,7 +17,7 @@ pub struct PathStats {
 
 /// Even split (`fixed_avg`): every path gets `⌊total/n⌋`, and each of the **last**
 /// `total mod n` paths one more. (The released TreePO code gives the whole remainder to the last
-/// path; TREEPO.md's "the remainder goes to the last paths" spreads it, which we pin.) `total`
+/// path; docs/treepo.md §1.4 spreads it over the last paths, which we pin.) `total`
 /// below `n` still gives every path 1.
 #[must_use]
 pub fn split_fixed_avg(total: usize, n: usize) -> Vec<usize> {

@@ -1,4 +1,4 @@
-//! The tasks' segment hooks for the sampler (TREEPO.md §1.3): "does this segment hold a
+//! The tasks' segment hooks for the sampler (docs/treepo.md §1.3): "does this segment hold a
 //! complete answer" and "is it degenerate repetition".
 //!
 //! * Synthetic tasks ([`CharHooks`]): the answer check is "the segment contains the answer

@@ -1,4 +1,4 @@
-//! Verifiable tasks (TREEPO.md §4): synthetic reasoning tasks a from-scratch character-level
+//! Verifiable tasks (docs/treepo.md §4.1): synthetic reasoning tasks a from-scratch character-level
 //! model learns in minutes — `parity-cot`, `countdown`, `arithmetic` — and `math` over real
 //! data.
 //!

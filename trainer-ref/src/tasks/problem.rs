@@ -76,7 +76,7 @@ impl ProblemSpec {
     }
 }
 
-/// The verdict on one response (TREEPO.md §3: reward ±1, `acc` 1/0).
+/// The verdict on one response (docs/treepo.md §3.3: reward ±1, `acc` 1/0).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Score {
     /// +1 correct, −1 otherwise (a task may document a partial value for a well-formed wrong

@@ -1,5 +1,5 @@
 //! Final-answer extraction from a model's text, in the order of Qwen-Math's `extract_answer`
-//! as TreePO uses it (`treepo-reference-code.md` §5), with GSM8K's strict `####` rule after
+//! as TreePO's released reward code uses it, with GSM8K's strict `####` rule after
 //! the box:
 //!
 //! 0. cut at the first stop word (`</s>`, `<|im_end|>`, `<|endoftext|>`, `[END]`, `</answer>`);

@@ -1,5 +1,5 @@
 //! `math`: questions from JSONL files (GSM8K, MATH, …) scored by final-answer extraction,
-//! normalisation and exact or numeric equality; reward ±1 (TREEPO.md §3, §4).
+//! normalisation and exact or numeric equality; reward ±1 (docs/treepo.md §3.3, §4.1).
 //!
 //! ```text
 //! file line   {"question": "Tom has 3 apples …", "answer": "… so 3 + 4 = 7.\n#### 7"}
