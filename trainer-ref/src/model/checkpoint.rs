@@ -178,10 +178,22 @@ pub fn save(
     write_atomic(&dir.join("config.json"), cfg.to_json().as_bytes())
 }
 
-/// Writes `bytes` to `path` through a temporary sibling and a rename.
+/// Writes `bytes` to `path` durably and atomically: a temporary sibling, fsync, rename over
+/// `path`, fsync of the directory. A crash at any instant leaves the old file or the new one,
+/// never a mix or nothing.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let io = |e| ModelError::Io { path: path.to_path_buf(), source: e };
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io)?;
+    }
+    std::fs::rename(&tmp, path).map_err(io)?;
+    sync_dir(path.parent().unwrap_or(Path::new("."))).map_err(io)
+}
+
+/// fsync of a directory: makes the renames and creations inside it durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }

@@ -12,7 +12,7 @@ mod weights;
 use std::path::PathBuf;
 
 pub use backward::GradScratch;
-pub use checkpoint::{INDEX_FILE, WEIGHTS_FILE, load_weights, save, write_atomic};
+pub use checkpoint::{INDEX_FILE, WEIGHTS_FILE, load_weights, save, sync_dir, write_atomic};
 pub use config::{ModelConfig, ModelType, RopeScalingConfig};
 pub use forward::{Activations, PackedBatch};
 pub use params::{LayerParams, ParamLayout, TensorSpec};

@@ -1,8 +1,16 @@
 //! Resumable checkpoints: the model in Hugging Face format (config.json, model.safetensors, the
 //! tokenizer) plus the trainer state (AdamW moments in `optimizer.safetensors`, step counters and
-//! the RNG state in `trainer_state.json`). A checkpoint directory is written under a temporary
-//! name and renamed, and `latest` is replaced atomically, so an interrupted save never leaves a
-//! half-written checkpoint as the one to resume from.
+//! the RNG state in `trainer_state.json`).
+//!
+//! Crash safety: a `kill -9` at any instant of [`save`] leaves `latest` naming a complete
+//! checkpoint (the previous one or the new one). The new checkpoint is written under a temporary
+//! name, every file and the directory are fsynced, it is renamed into place — never over an
+//! existing directory: a re-save of the same step (a resumed finished run, Ctrl-C at a
+//! checkpoint step) takes a fresh name `<phase>-<step>.<n>` — and only then is `latest` switched
+//! (write, fsync, rename, fsync of the directory). Superseded copies of the step and stray
+//! temporaries are removed after the switch. [`latest`] also recovers the state an older,
+//! non-atomic save could leave: `latest` naming a missing directory whose complete data sits in
+//! `.tmp-<name>`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,7 +18,7 @@ use std::path::{Path, PathBuf};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Model, Tokenizer, write_atomic};
+use crate::model::{Model, Tokenizer, sync_dir, write_atomic};
 use crate::train::{TrainError, Trainer};
 
 /// Counters and random state needed to continue a run exactly.
@@ -36,8 +44,9 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
     move |e| TrainError::Config(format!("{}: {e}", path.display()))
 }
 
-/// Saves `trainer` and `state` as `<dir>/checkpoints/step-<phase>-<step>` and points `latest`
-/// at it. Returns the checkpoint directory.
+/// Saves `trainer` and `state` as `<dir>/checkpoints/<phase>-<step>` (or `<phase>-<step>.<n>`
+/// when that name is taken) and points `latest` at it, durably (see the [module docs](self)).
+/// Returns the checkpoint directory.
 pub fn save(
     run_dir: &Path,
     trainer: &Trainer,
@@ -68,22 +77,77 @@ pub fn save(
         .map_err(|e| TrainError::Config(format!("{}: {e}", opt_path.display())))?;
     let state_json =
         serde_json::to_string_pretty(state).map_err(|e| TrainError::Config(e.to_string()))?;
-    write_atomic(&tmp.join("trainer_state.json"), state_json.as_bytes())?;
-    let dst = root.join(&name);
-    let _ = std::fs::remove_dir_all(&dst);
+    // Written last: its presence marks a complete checkpoint directory.
+    write_atomic(&tmp.join(STATE_FILE), state_json.as_bytes())?;
+    sync_tree(&tmp)?;
+    let final_name = (0..)
+        .map(|n| if n == 0 { name.clone() } else { format!("{name}.{n}") })
+        .find(|n| !root.join(n).exists())
+        .unwrap_or_else(|| name.clone());
+    let dst = root.join(&final_name);
     std::fs::rename(&tmp, &dst).map_err(io(&dst))?;
-    write_atomic(&root.join("latest"), name.as_bytes())?;
+    sync_dir(&root).map_err(io(&root))?;
+    write_atomic(&root.join(LATEST), final_name.as_bytes())?;
+    remove_stale(&root, &name, &final_name);
     Ok(dst)
 }
 
-/// The checkpoint `latest` points at, if any.
+const LATEST: &str = "latest";
+const STATE_FILE: &str = "trainer_state.json";
+
+/// fsync of every file in `dir`, then of `dir` itself.
+fn sync_tree(dir: &Path) -> Result<(), TrainError> {
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let path = entry.map_err(io(dir))?.path();
+        if path.is_file() {
+            std::fs::File::open(&path).and_then(|f| f.sync_all()).map_err(io(&path))?;
+        }
+    }
+    sync_dir(dir).map_err(io(dir))
+}
+
+/// After `latest` names `keep`: removes the other copies of the step `name` (`name`,
+/// `name.<n>`), temporaries (`.tmp-*`) and stray `latest.tmp*` files. Best effort: what cannot
+/// be removed now is removed by the next save.
+fn remove_stale(root: &Path, name: &str, keep: &str) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(f) = file.to_str() else { continue };
+        let copy = f == name || f.strip_prefix(name).is_some_and(|r| r.starts_with('.'));
+        if f != keep && (copy || f.starts_with(".tmp-")) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        } else if f.starts_with("latest.tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// The checkpoint `latest` points at, if any. Recovers a checkpoint an interrupted older save
+/// left complete in `.tmp-<name>` while `latest` already named `<name>`.
 pub fn latest(run_dir: &Path) -> Result<Option<PathBuf>, TrainError> {
-    let p = run_dir.join("checkpoints").join("latest");
+    let root = run_dir.join("checkpoints");
+    let p = root.join(LATEST);
     if !p.is_file() {
         return Ok(None);
     }
-    let name = std::fs::read_to_string(&p).map_err(io(&p))?;
-    let dir = run_dir.join("checkpoints").join(name.trim());
+    let text = std::fs::read_to_string(&p).map_err(io(&p))?;
+    let name = text.trim();
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        return Err(TrainError::Config(format!(
+            "{}: {:?} is not a checkpoint name (expected e.g. rl-000040); delete the file to \
+             start over",
+            p.display(),
+            name
+        )));
+    }
+    let dir = root.join(name);
+    let tmp = root.join(format!(".tmp-{name}"));
+    if !dir.is_dir() && tmp.join(STATE_FILE).is_file() {
+        std::fs::rename(&tmp, &dir).map_err(io(&dir))?;
+        sync_dir(&root).map_err(io(&root))?;
+        eprintln!("recovered the checkpoint {} from an interrupted save", dir.display());
+    }
     if !dir.is_dir() {
         return Err(TrainError::Config(format!(
             "{} names {} which does not exist",
@@ -129,7 +193,7 @@ pub fn restore(dir: &Path, trainer: &mut Trainer) -> Result<TrainerState, TrainE
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| TrainError::Config(format!("{}: no optimizer_steps", opt_path.display())))?;
     trainer.optim.restore(&dev, &m, &v, steps)?;
-    let sp = dir.join("trainer_state.json");
+    let sp = dir.join(STATE_FILE);
     let text = std::fs::read_to_string(&sp).map_err(io(&sp))?;
     serde_json::from_str(&text).map_err(|e| TrainError::Config(format!("{}: {e}", sp.display())))
 }

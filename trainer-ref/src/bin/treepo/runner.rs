@@ -86,7 +86,6 @@ pub fn run(
     let mut sample = common::sample_fn(&tok, &hooks, cfg.run.kv_pages);
     let eval_problems = problems(task.as_ref(), Split::Eval, 0..cfg.eval.problems as u64)
         .map_err(|e| anyhow!("{e}"))?;
-    let mut metrics = MetricsLog::open(&run_dir.join("metrics.jsonl"))?;
 
     let sft_optim = AdamW::new(&model, cfg.sft.optim)?;
     let mut trainer = Trainer::new(model, sft_optim);
@@ -100,7 +99,17 @@ pub fn run(
         }
         state = checkpoint::restore(dir, &mut trainer)?;
         eprintln!("resuming from {} ({} step {})", dir.display(), state.phase, state.step);
+        // What the lost interval logged is logged again by the resumed run.
+        let dropped = MetricsLog::resume(&run_dir.join("metrics.jsonl"), &state.phase, state.step)?;
+        if dropped > 0 {
+            eprintln!("metrics.jsonl: dropped {dropped} records logged after that checkpoint");
+        }
     }
+    if existing.is_none() {
+        // A fresh start: records of an earlier attempt that never reached a checkpoint go.
+        MetricsLog::resume(&run_dir.join("metrics.jsonl"), "sft", 0)?;
+    }
+    let mut metrics = MetricsLog::open(&run_dir.join("metrics.jsonl"))?;
     let mut summary = Summary { run_dir: run_dir.to_path_buf(), ..Default::default() };
 
     // Supervised warm-up.
