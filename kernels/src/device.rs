@@ -267,7 +267,8 @@ impl Device {
     ///
     /// # Safety
     /// `stream` must be a valid stream of this device's primary context that outlives the
-    /// returned device and all work launched through it.
+    /// returned device, everything allocated through it (its buffers are freed on that stream,
+    /// stream-ordered) and all work launched through it.
     pub unsafe fn with_cuda_stream(&self, stream: *mut std::ffi::c_void) -> Result<Device> {
         match &self.inner {
             #[cfg(feature = "cuda")]
