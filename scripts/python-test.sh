@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the `treepo` Python package (bindings/python) into a pinned virtual environment and runs
 # its tests: CPU always; the CUDA tests run where torch sees a GPU and are skipped loudly
-# (`SKIP cuda: ...` in pytest's -rs summary) elsewhere.
+# (`SKIP cuda: ...` in pytest's -rs summary) elsewhere. With TREEPO_PY_CUDA_EMU=1 (CI sets it),
+# the package's CUDA path then also runs without a GPU or torch CUDA, on the emulated CUDA device
+# (scripts/cuda-emu.sh, docs/cuda-emu.md): bindings/python/tests/test_cuda_emu.py.
 #
 #   scripts/python-test.sh [pytest args...]
 #
@@ -32,4 +34,8 @@ fi
 # The extension is built by maturin (release, abi3, --locked Cargo.lock) from the pinned maturin.
 "$py" -m pip install --disable-pip-version-check --no-deps --no-build-isolation \
     --force-reinstall ./bindings/python
-exec "$py" -m pytest bindings/python -q -rs "$@"
+"$py" -m pytest bindings/python -q -rs "$@"
+if [ "${TREEPO_PY_CUDA_EMU:-}" = 1 ]; then
+    scripts/cuda-emu.sh env TREEPO_EMU_CUDA=1 "$py" -m pytest bindings/python/tests/test_cuda_emu.py \
+        -q -rs
+fi

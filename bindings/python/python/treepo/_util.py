@@ -47,9 +47,29 @@ def cuda_ordinal(x):
     return None
 
 
-def stream_of(x):
-    """The caller's current CUDA stream for ``x``'s device as an int (0 for host tensors): our
-    kernels launch on it, ordered with the caller's own work, without synchronizing."""
+def _stream_handle(stream):
+    """An explicit ``stream=`` argument as an int handle: an int (a ``CUstream`` /
+    ``cudaStream_t`` value, 0 = the legacy default stream) or any object with a ``cuda_stream``
+    (torch) or ``ptr`` (CuPy) attribute."""
+    for attr in ("cuda_stream", "ptr"):
+        if hasattr(stream, attr):
+            stream = getattr(stream, attr)
+            break
+    if isinstance(stream, bool) or not isinstance(stream, int) or stream < 0:
+        raise TypeError(
+            "stream: expected a CUDA stream handle (a non-negative int, or an object with a "
+            f"`cuda_stream` or `ptr` attribute), got {stream!r}"
+        )
+    return stream
+
+
+def stream_of(x, stream=None):
+    """The CUDA stream to launch on for ``x`` as an int: ``stream`` when given; else torch's
+    current stream for a torch CUDA tensor; else 0 (the legacy default stream; host tensors
+    ignore it). Our kernels launch on it, ordered with the caller's own work, without
+    synchronizing."""
+    if stream is not None:
+        return _stream_handle(stream)
     if is_torch(x) and x.is_cuda:
         return int(_torch().cuda.current_stream(x.device).cuda_stream)
     return 0
@@ -66,18 +86,26 @@ def parse_device(device):
         return None
     if s == "cuda":
         torch = _torch()
-        return torch.cuda.current_device() if torch is not None else 0
+        # torch's current device when torch drives CUDA here; device 0 otherwise (a CUDA build
+        # of torch on a machine without a driver, CuPy/driver-API callers).
+        if torch is not None and torch.cuda.is_available():
+            return torch.cuda.current_device()
+        return 0
     if s.startswith("cuda:"):
         return int(s.split(":", 1)[1])
     raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
 
 
-def device_stream(ordinal):
-    """The current stream of CUDA device ``ordinal`` as an int (0 for the CPU)."""
+def device_stream(ordinal, stream=None):
+    """The stream to use on CUDA device ``ordinal`` as an int: ``stream`` when given, else
+    torch's current stream there when torch drives CUDA, else 0 (the legacy default stream;
+    also for the CPU)."""
     if ordinal is None:
         return 0
+    if stream is not None:
+        return _stream_handle(stream)
     torch = _torch()
-    if torch is None:
+    if torch is None or not torch.cuda.is_available():
         return 0
     return int(torch.cuda.current_stream(ordinal).cuda_stream)
 

@@ -56,6 +56,7 @@ class TreeDecode:
         num_pages=None,
         max_chunk=None,
         units=None,
+        stream=None,
     ):
         """Plans one step from raw CSR block tables.
 
@@ -65,7 +66,8 @@ class TreeDecode:
         ``kind``: ``"tree"`` (default), ``"naive"`` (per-sequence, no sharing), ``"cascade"``,
         ``"tree_split"`` (``max_chunk`` tokens per piece), ``"tree_fill"`` (``units``
         parallel workers per KV head). ``num_pages``: pages of the cache the plan may address
-        (default ``max(indices) + 1``; the cache passed to ``run`` may hold more).
+        (default ``max(indices) + 1``; the cache passed to ``run`` may hold more). ``stream``
+        (CUDA): the stream the tables are uploaded on (see :meth:`run`).
 
         Returns the number of query rows ``run`` expects.
         """
@@ -83,12 +85,12 @@ class TreeDecode:
             units=units,
             num_pages=num_pages,
             device_ordinal=self._ordinal,
-            stream=device_stream(self._ordinal),
+            stream=device_stream(self._ordinal, stream),
         )
 
     def plan_from_cache(
         self, cache, leaves, num_qo_heads, num_kv_heads, head_dim, *, q_rows=None, kind="tree",
-        max_chunk=None, units=None,
+        max_chunk=None, units=None, stream=None,
     ):
         """Plans one step for the paths ending at ``leaves`` (node ids) of ``cache`` (a
         :class:`treepo.TreeKvCache`); query rows are the leaves' rows in the order given."""
@@ -103,7 +105,7 @@ class TreeDecode:
             max_chunk=max_chunk,
             units=units,
             device_ordinal=self._ordinal,
-            stream=device_stream(self._ordinal),
+            stream=device_stream(self._ordinal, stream),
         )
 
     @property
@@ -122,6 +124,7 @@ class TreeDecode:
         lse=None,
         kv_layout="NHD",
         lse_base2=False,
+        stream=None,
     ):
         """One layer of attention with the current plan; returns ``(o, lse)``.
 
@@ -136,7 +139,9 @@ class TreeDecode:
         ``out`` (dtype of q) and ``lse`` (``[rows, num_qo_heads]`` float32) are written in place
         when given, else allocated. ``lse`` is the NATURAL-log sum of exponentials of the scaled
         scores (FlashInfer returns base 2: pass ``lse_base2=True`` to get that, or multiply by
-        :data:`LOG2E`). Runs on the caller's current CUDA stream for CUDA tensors.
+        :data:`LOG2E`). CUDA: runs on ``stream`` (an int ``CUstream``/``cudaStream_t``
+        handle, or an object with ``cuda_stream`` (torch) or ``ptr`` (CuPy)) when given, else
+        on torch's current stream for torch tensors, else on the legacy default stream (0).
         """
         if isinstance(paged_kv_cache, (tuple, list)):
             if len(paged_kv_cache) != 2:
@@ -168,7 +173,7 @@ class TreeDecode:
             kv_layout=kv_layout,
             layer=layer,
             sm_scale=sm_scale,
-            stream=stream_of(q),
+            stream=stream_of(q, stream),
         )
         if lse_base2:
             lse *= LOG2E

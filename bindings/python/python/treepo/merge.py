@@ -7,7 +7,7 @@ from . import _treepo
 from ._util import _torch, arg, check_tensor, empty, float32_of, is_torch, stream_of
 
 
-def merge_states(v, s, *, out=None, lse=None):
+def merge_states(v, s, *, out=None, lse=None, stream=None):
     """Merges ``num_states`` states per row: ``v [seq_len, num_states, num_heads, head_dim]``
     and their natural-log LSEs ``s [seq_len, num_states, num_heads]`` (both float32) into
     ``(v_merged [seq_len, num_heads, head_dim], s_merged [seq_len, num_heads])``:
@@ -18,7 +18,7 @@ def merge_states(v, s, *, out=None, lse=None):
     writes (float32 on the CPU) and is written in place, as is ``lse`` (float32).
 
     FlashInfer's ``s`` is base 2: convert with ``s_nat = s_base2 * ln 2`` before and
-    ``s_base2 = s_nat * log2(e)`` after.
+    ``s_base2 = s_nat * log2(e)`` after. ``stream``: as in :meth:`TreeDecode.run`.
     """
     check_tensor(v, "v")
     check_tensor(s, "s")
@@ -26,7 +26,7 @@ def merge_states(v, s, *, out=None, lse=None):
         out = empty((v.shape[0], v.shape[2], v.shape[3]), v.dtype, v)
     if lse is None:
         lse = empty((v.shape[0], v.shape[2]), float32_of(v), v)
-    _treepo.merge_states(arg(v), arg(s), out, lse, stream=stream_of(v))
+    _treepo.merge_states(arg(v), arg(s), out, lse, stream=stream_of(v, stream))
     return out, lse
 
 
