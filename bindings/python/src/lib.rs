@@ -2,6 +2,7 @@
 //! classes and functions through one `register(m)` function; the Python package
 //! (`python/treepo/`) wraps them with stream handling, output allocation and autograd.
 
+mod advantages;
 mod cache;
 mod decode;
 mod devices;
@@ -10,6 +11,7 @@ mod errors;
 mod kv_layout;
 mod merge;
 mod packed;
+mod sampler;
 mod tensor;
 
 use pyo3::prelude::*;
@@ -18,9 +20,11 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _treepo(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    advantages::register(m)?;
     cache::register(m)?;
     decode::register(m)?;
     merge::register(m)?;
     packed::register(m)?;
+    sampler::register(m)?;
     Ok(())
 }
