@@ -21,6 +21,21 @@ pub enum RlError {
         /// The offending value.
         value: f64,
     },
+    /// A finite input so large that the estimator's sums and squares would overflow `f64`.
+    #[error(
+        "{what}[{index}] = {value:e} is too large: the RL core accepts magnitudes up to {limit:e} \
+         (sums and squares of larger values overflow f64); rescale the rewards"
+    )]
+    TooLarge {
+        /// The input that held the value.
+        what: &'static str,
+        /// Its position in that input.
+        index: usize,
+        /// The offending value.
+        value: f64,
+        /// The largest accepted magnitude ([`crate::MAX_ABS_REWARD`]).
+        limit: f64,
+    },
     /// Two inputs that must have equal lengths did not.
     #[error("{what}: expected length {expected}, got {got}")]
     LengthMismatch {
@@ -65,6 +80,23 @@ pub enum RlError {
 pub(crate) fn check_finite(what: &'static str, values: &[f64]) -> Result<(), RlError> {
     match values.iter().position(|v| !v.is_finite()) {
         Some(index) => Err(RlError::NonFinite { what, index, value: values[index] }),
+        None => Ok(()),
+    }
+}
+
+/// The largest reward magnitude the estimators accept: with `|R| ≤ 1e100`, every intermediate
+/// (group sums, squared deviations, token-weighted sums over up to 2^64 tokens) stays below
+/// 1e240, far from `f64::MAX` ≈ 1.8e308, so no estimator can return NaN or ±inf. Larger finite
+/// rewards are an [`RlError::TooLarge`].
+pub const MAX_ABS_REWARD: f64 = 1e100;
+
+/// [`check_finite`], then an [`RlError::TooLarge`] for the first value with `|x| > MAX_ABS_REWARD`.
+pub(crate) fn check_reward_range(what: &'static str, values: &[f64]) -> Result<(), RlError> {
+    check_finite(what, values)?;
+    match values.iter().position(|v| v.abs() > MAX_ABS_REWARD) {
+        Some(index) => {
+            Err(RlError::TooLarge { what, index, value: values[index], limit: MAX_ABS_REWARD })
+        }
         None => Ok(()),
     }
 }

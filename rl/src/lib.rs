@@ -29,7 +29,7 @@ pub use advantage::{
     compute_leaf_advantages,
 };
 pub use aggregation::LossAggregation;
-pub use error::RlError;
+pub use error::{MAX_ABS_REWARD, RlError};
 pub use filters::{DynamicSampler, OverlongPenalty, RoundOutcome, SamplingStats, keep_query};
 pub use loss::{ClipConfig, ClipRegion, KlPenalty, TokenLoss, clipped_token_loss};
 pub use packed::{

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use super::error::{RlError, check_finite};
+use super::error::{MAX_ABS_REWARD, RlError, check_finite, check_reward_range};
 
 /// One trajectory (leaf) of a rollout tree.
 ///
@@ -19,9 +19,11 @@ pub struct LeafRecord {
     /// Query (prompt) the leaf belongs to; any id, leaves of one query share it.
     pub query: usize,
     /// Node ids from the query root's child down to the leaf's own node (root excluded). Two
-    /// leaves of one query must not have the same path.
+    /// leaves of one query must not have the same path, and (TreePO) no leaf's path may be a
+    /// prefix of another's: a leaf is a node without children.
     pub path: Vec<u32>,
-    /// Scalar outcome reward (overlong penalty already added).
+    /// Scalar outcome reward (overlong penalty already added); finite, `|R| ≤`
+    /// [`MAX_ABS_REWARD`](crate::MAX_ABS_REWARD).
     pub reward: f64,
     /// Response tokens of the trajectory: the weight of this leaf in the token whitening.
     pub num_tokens: usize,
@@ -34,7 +36,7 @@ pub(crate) fn group_by_query(leaves: &[LeafRecord]) -> Result<Vec<Vec<usize>>, R
         return Err(RlError::Empty { what: "leaves" });
     }
     let rewards: Vec<f64> = leaves.iter().map(|l| l.reward).collect();
-    check_finite("leaf reward", &rewards)?;
+    check_reward_range("leaf reward", &rewards)?;
     let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (i, leaf) in leaves.iter().enumerate() {
         groups.entry(leaf.query).or_default().push(i);
@@ -74,7 +76,8 @@ impl Default for EdgeStats {
 /// children (`parent[n] < n`). Node `n != root` stands for the segment (edge) leading into it.
 ///
 /// Invariants checked by [`RolloutTopology::new`]: every root has at least one child; a node
-/// without children (a leaf) has a finite reward and no other node has one; edge log-prob sums
+/// without children (a leaf) has a finite reward of magnitude at most
+/// [`MAX_ABS_REWARD`](crate::MAX_ABS_REWARD) and no other node has one; edge log-prob sums
 /// are finite. Because parents precede children, visiting nodes in descending id order is a
 /// post-order (children before parents), which the backups use.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,7 +133,15 @@ impl RolloutTopology {
                 return Err(RlError::InvalidTree(format!("query root {node} has no children")));
             }
             match (is_leaf, rewards[node]) {
-                (true, Some(r)) if r.is_finite() => leaves.push(node),
+                (true, Some(r)) if r.is_finite() && r.abs() <= MAX_ABS_REWARD => leaves.push(node),
+                (true, Some(r)) if r.is_finite() => {
+                    return Err(RlError::TooLarge {
+                        what: "leaf reward",
+                        index: node,
+                        value: r,
+                        limit: MAX_ABS_REWARD,
+                    });
+                }
                 (true, Some(r)) => {
                     return Err(RlError::NonFinite { what: "leaf reward", index: node, value: r });
                 }
@@ -216,7 +227,12 @@ impl RolloutTopology {
                     RlError::InvalidTree(format!("node id {node} does not fit a u32 path id"))
                 })?;
                 path.push(id);
-                num_tokens += self.edges[node].num_tokens;
+                num_tokens = usize::checked_add(num_tokens, self.edges[node].num_tokens)
+                    .ok_or_else(|| {
+                        RlError::InvalidTree(format!(
+                            "leaf {leaf}: the token counts of its path's edges overflow usize"
+                        ))
+                    })?;
                 node = p;
             }
             path.reverse();

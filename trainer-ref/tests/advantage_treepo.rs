@@ -214,14 +214,16 @@ fn dispatch_from_topology_matches_leaf_records() {
 }
 
 #[test]
-fn leaf_on_an_inner_node_joins_the_subgroup_below_it() {
-    // Leaf A ends at node 3, leaf B continues below it (3/4), leaf C is elsewhere. A's depth-1
-    // subgroup (leaves under node 3) is {A, B}, as the released TreePO code's prefix keys give.
+fn leaf_on_an_inner_node_is_rejected() {
+    // Leaf A ends at node 3, leaf B continues below it (3/4): node 3 has a child, so A is not a
+    // leaf of the tree (the sampler never produces this; issue 13). A typed error names both.
     let leaves = vec![leaf(0, &[3], 1.0, 1), leaf(0, &[3, 4], -1.0, 1), leaf(0, &[5], -1.0, 1)];
-    let terms = treepo_subgroup_terms(&leaves, &TreepoOptions::default()).unwrap();
-    let shape = |i: usize| terms[i].iter().map(|t| (t.depth, t.size)).collect::<Vec<_>>();
-    assert_eq!(shape(0), vec![(0, 3), (1, 2)]);
-    assert_eq!(shape(1), vec![(0, 3), (1, 2)]);
-    assert_eq!(shape(2), vec![(0, 3)]);
-    assert_eq!(terms[0][1].value, 1.0);
+    match treepo_subgroup_terms(&leaves, &TreepoOptions::default()) {
+        Err(RlError::InvalidTree(msg)) => {
+            assert!(
+                msg.contains("leaf 0 of query 0 has path [3], a prefix of leaf 1's path [3, 4]")
+            )
+        }
+        other => panic!("{other:?}"),
+    }
 }

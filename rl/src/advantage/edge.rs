@@ -2,7 +2,9 @@
 //! once, with one advantage per edge. Results are [`EdgeAdvantages`] indexed by node id, the edge
 //! into node `n` being identified with `n`; roots have no edge.
 //!
-//! - **TreeGRPO** backup: leaf `z = (R − μ_q)/(σ_q + ε)`; post-order, an internal node's advantage
+//! - **TreeGRPO** backup: leaf `z = (R − μ_q)/(σ_q + ε)` with `ε > 0` (`ε = 0` is an
+//!   [`RlError::InvalidConfig`]: verl's GRPO z-score always has `ε = 1e-6`), and `z = 0` exactly
+//!   for a query whose leaves all have the same reward (one leaf included); post-order, an internal node's advantage
 //!   is `Σ_c w_c A_c` over its children; the edge into a node takes the node's advantage; only
 //!   edges inside the branching window are trained (the others still feed the backup).
 //! - **TreeRL**: `V(s)` = mean reward of the leaves under `s`;
@@ -64,7 +66,7 @@ pub struct TreeGrpoOptions {
     pub std: StdKind,
     /// Child weights.
     pub weights: BackupWeights,
-    /// ε in `(R − μ)/(σ + ε)`.
+    /// ε in `(R − μ)/(σ + ε)`; must be finite and > 0 (default 1e-6, verl's GRPO value).
     pub eps: f64,
 }
 
@@ -103,8 +105,12 @@ pub fn tree_grpo(
     topo: &RolloutTopology,
     options: &TreeGrpoOptions,
 ) -> Result<EdgeAdvantages, RlError> {
-    if !(options.eps.is_finite() && options.eps >= 0.0) {
-        return Err(RlError::InvalidConfig(format!("tree_grpo eps = {} must be ≥ 0", options.eps)));
+    if !(options.eps.is_finite() && options.eps > 0.0) {
+        return Err(RlError::InvalidConfig(format!(
+            "tree_grpo.eps = {} must be finite and > 0 (verl's GRPO uses 1e-6): it is what keeps \
+             (R − μ)/(σ + ε) defined for a query whose leaves all have the same reward",
+            options.eps
+        )));
     }
     if let BackupWeights::Softmax { temperature, .. } = options.weights
         && !(temperature.is_finite() && temperature > 0.0)
@@ -132,8 +138,11 @@ pub fn tree_grpo(
             StdKind::Sample if rewards.len() > 1 => (ss / (count - 1.0)).sqrt(),
             StdKind::Sample => 0.0,
         };
+        // Equal rewards (one leaf included): σ = 0 and z = 0 exactly, not the rounding error
+        // of μ divided by ε.
+        let all_equal = rewards.iter().all(|&r| r == rewards[0]);
         for (&leaf, &r) in leaves.iter().zip(&rewards) {
-            adv[leaf] = (r - mu) / (sigma + options.eps);
+            adv[leaf] = if all_equal { 0.0 } else { (r - mu) / (sigma + options.eps) };
         }
     }
     // Post-order backup: descending ids visit children before parents.
@@ -180,7 +189,14 @@ fn child_weights(
                         )));
                     }
                 };
-                logits.push(x / temperature);
+                let logit = x / temperature;
+                if !logit.is_finite() {
+                    return Err(RlError::InvalidConfig(format!(
+                        "tree_grpo softmax: the edge into node {c} has log-prob {x:e}, which over \
+                         temperature = {temperature:e} overflows f64; raise the temperature"
+                    )));
+                }
+                logits.push(logit);
             }
             let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let exps: Vec<f64> = logits.iter().map(|x| (x - max).exp()).collect();

@@ -7,16 +7,19 @@
 //! whose rewards are all equal is skipped too. The terms are averaged ([`SubgroupAggregation`]),
 //! broadcast to the leaf's tokens and whitened over the whole batch ([`super::whiten`]).
 //!
+//! Paths are validated per query: two leaves with the same path, or a leaf whose path is a prefix
+//! of another's (a "leaf" with descendants), are an [`RlError::InvalidTree`] naming both leaves.
+//!
 //! Depths run to `|p_i|` inclusive, which is what the released TreePO code's batch-wide
-//! `for d in 0..max_depth` amounts to: the depth-`|p_i|` subgroup (leaf `i`'s own node) has size 1
-//! unless other leaves continue below that node. A node with a single child yields the same
+//! `for d in 0..max_depth` amounts to: the depth-`|p_i|` subgroup (leaf `i`'s own node) has
+//! size 1 (no other leaf can continue below a leaf's node). A node with a single child yields the same
 //! subgroup at two depths; it is counted twice, as in the released code.
 //!
 //! Decision: a query with a single leaf gets root term `R − R = 0` (docs/treepo.md §2.1's
 //! formula). The released code uses mean 0 for a size-1 group, which would give `R`; such a query
 //! only exists when `w = 1`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -46,14 +49,16 @@ pub enum SubgroupRejection {
     RejectZeroStd,
 }
 
-/// How the batch whitening treats the mean (verl's `masked_whiten(shift_mean=...)`).
+/// How the batch whitening treats the mean: centred (verl's `masked_whiten`) or scale-only
+/// (`x/σ`, which is *not* verl's `shift_mean=False`: verl adds the mean back, `(x − μ)/σ + μ`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Whitening {
     /// `(x − μ) / σ`: docs/treepo.md §2.1 and the released TreePO code.
     #[default]
     Center,
-    /// `x / σ`: a leaf whose raw advantage is 0 stays 0 (see
+    /// `x / σ` with the same token-weighted σ: a leaf whose raw advantage is 0 stays 0. Differs
+    /// from verl's `masked_whiten(shift_mean=False)`, `(x − μ)/σ + μ`, unless `μ = 0` (see
     /// [`super::whiten::whiten_token_weighted_with`] for when this matters).
     ScaleOnly,
 }
@@ -98,15 +103,7 @@ pub fn treepo_subgroup_terms(
     let groups = group_by_query(leaves)?;
     let mut terms = vec![Vec::new(); leaves.len()];
     for group in &groups {
-        let mut seen = HashSet::new();
-        for &i in group {
-            if !seen.insert(leaves[i].path.as_slice()) {
-                return Err(RlError::InvalidTree(format!(
-                    "leaf {i} of query {} repeats another leaf's path {:?}",
-                    leaves[i].query, leaves[i].path
-                )));
-            }
-        }
+        check_paths(leaves, group)?;
         let max_len = group.iter().map(|&i| leaves[i].path.len()).max().unwrap_or(0);
         for depth in 0..=max_len {
             // Reward statistics of every depth-`depth` prefix present in the query.
@@ -139,6 +136,33 @@ pub fn treepo_subgroup_terms(
         }
     }
     Ok(terms)
+}
+
+/// Rejects two leaves of one query with the same path, or a leaf whose path is a prefix of
+/// another's (its node would have descendants, so it is not a leaf). In lexicographic order a
+/// path that is a prefix of another is a prefix of its successor, so adjacent pairs suffice.
+fn check_paths(leaves: &[LeafRecord], group: &[usize]) -> Result<(), RlError> {
+    let mut order = group.to_vec();
+    order.sort_by(|&a, &b| leaves[a].path.cmp(&leaves[b].path));
+    for pair in order.windows(2) {
+        let (i, j) = (pair[0], pair[1]);
+        let (pi, pj) = (&leaves[i].path, &leaves[j].path);
+        if pi == pj {
+            let (first, second) = (i.min(j), i.max(j));
+            return Err(RlError::InvalidTree(format!(
+                "leaf {second} of query {} repeats another leaf's path {pi:?} (leaf {first})",
+                leaves[i].query
+            )));
+        }
+        if pj.starts_with(pi) {
+            return Err(RlError::InvalidTree(format!(
+                "leaf {i} of query {} has path {pi:?}, a prefix of leaf {j}'s path {pj:?}: a \
+                 leaf's node cannot have descendants (the tree's leaves are its childless nodes)",
+                leaves[i].query
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Per-leaf TreePO advantages before whitening (the "average" column of the worked example).

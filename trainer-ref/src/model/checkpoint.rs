@@ -23,6 +23,19 @@ pub fn load_weights(
     cfg: &ModelConfig,
     layout: &ParamLayout,
 ) -> Result<Vec<f32>, ModelError> {
+    // Sizes first: a config too large for this machine is refused before the buffer exists,
+    // and a layout that is not `cfg`'s cannot index past it.
+    cfg.validate()?;
+    let expected = ParamLayout::try_new(cfg)?;
+    if layout.total != expected.total || layout.tensors != expected.tensors {
+        return Err(ModelError::Checkpoint {
+            path: dir.to_path_buf(),
+            msg: format!(
+                "the parameter layout given ({} values) is not the layout of the config ({})",
+                layout.total, expected.total
+            ),
+        });
+    }
     let files = weight_files(dir)?;
     let mut params = vec![f32::NAN; layout.total];
     let mut seen = vec![false; layout.tensors.len()];
@@ -48,7 +61,15 @@ pub fn load_weights(
                             ),
                         });
                     }
-                    convert(name, &view, &mut params[spec.range.clone()])?;
+                    let slot =
+                        params.get_mut(spec.range.clone()).ok_or_else(|| ModelError::Tensor {
+                            name: name.to_string(),
+                            msg: format!(
+                                "elements {:?} lie outside the {}-value parameter buffer",
+                                spec.range, layout.total
+                            ),
+                        })?;
+                    convert(name, &view, slot)?;
                     seen[i] = true;
                 }
                 None if ignorable(name, cfg) => {}
@@ -189,6 +210,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
         let mut f = std::fs::File::create(&tmp).map_err(io)?;
         f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io)?;
     }
+    crate::run::fault::point("write_atomic:before-rename");
     std::fs::rename(&tmp, path).map_err(io)?;
     sync_dir(path.parent().unwrap_or(Path::new("."))).map_err(io)
 }

@@ -47,6 +47,20 @@ pub enum RopeScalingConfig {
     },
 }
 
+/// `n` as `2^k` when it is a power of two, else `n` (for size messages).
+fn pow2_or_plain(n: u128) -> String {
+    if n.is_power_of_two() { format!("2^{}", n.trailing_zeros()) } else { n.to_string() }
+}
+
+/// The machine's physical memory in bytes, as `/proc/meminfo` reports it (`None` elsewhere or
+/// when unreadable: the check is then skipped).
+fn physical_memory_bytes() -> Option<u128> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u128 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Decoder hyper-parameters (HF names).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelConfig {
@@ -85,6 +99,17 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// The most f32 parameters a configuration may describe: 2^36 (256 GiB). Far above what the
+    /// reference trainer is for, and far below where the layout's `usize` arithmetic could
+    /// overflow; [`Self::validate`] refuses larger models before anything is allocated.
+    pub const MAX_PARAMS: usize = 1 << 36;
+    /// The most decoder layers (the largest released models have under 200): the layout keeps a
+    /// dozen named tensors per layer, so a layer count is also a metadata size.
+    pub const MAX_LAYERS: usize = 1 << 12;
+    /// The largest single dimension (vocabulary, widths, heads, positions): `i32::MAX`, because
+    /// the kernels' sizes, token ids and positions are 32-bit.
+    pub const MAX_DIM: usize = i32::MAX as usize;
+
     /// A small from-scratch model for the synthetic tasks.
     pub fn tiny(vocab_size: usize) -> Self {
         ModelConfig {
@@ -124,6 +149,7 @@ impl ModelConfig {
                 return bad(field, "must be > 0".into());
             }
         }
+        self.check_sizes()?;
         if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
             return bad(
                 "num_key_value_heads",
@@ -154,10 +180,138 @@ impl ModelConfig {
                 format!("{id} is outside the vocabulary of {}", self.vocab_size),
             );
         }
-        Ok(())
+        if let Some(id) = self.bos_token_id.filter(|&id| id as usize >= self.vocab_size) {
+            return bad(
+                "bos_token_id",
+                format!("{id} is outside the vocabulary of {}", self.vocab_size),
+            );
+        }
+        self.check_memory()
     }
 
-    /// Query projection width `num_attention_heads · head_dim`.
+    /// The size checks of [`Self::validate`] that do not depend on the machine: every dimension
+    /// at most [`Self::MAX_DIM`], at most [`Self::MAX_LAYERS`] layers, and at most
+    /// [`Self::MAX_PARAMS`] parameters
+    /// (counted exactly, in `u128`). Returns the parameter count ([`super::ParamLayout`]'s
+    /// `total`). Errors name the field and its value and say that nothing was allocated.
+    pub fn check_sizes(&self) -> Result<usize, ModelError> {
+        for (field, v) in self.size_fields() {
+            if v > Self::MAX_DIM {
+                return Err(ModelError::Config {
+                    field,
+                    msg: format!(
+                        "{field} = {v} is above the largest supported dimension 2^31 − 1 \
+                         (kernel sizes, token ids and positions are 32-bit); refusing before \
+                         allocating"
+                    ),
+                });
+            }
+        }
+        if self.num_hidden_layers > Self::MAX_LAYERS {
+            return Err(ModelError::Config {
+                field: "num_hidden_layers",
+                msg: format!(
+                    "num_hidden_layers = {} is above the supported {}; refusing before allocating",
+                    self.num_hidden_layers,
+                    Self::MAX_LAYERS
+                ),
+            });
+        }
+        let total = self.param_count_u128();
+        if total > Self::MAX_PARAMS as u128 {
+            let (field, value) = self.largest_size_factor();
+            return Err(ModelError::Config {
+                field,
+                msg: format!(
+                    "{field} = {value}: the parameters would need {} f32 values ({} bytes), \
+                     above the supported 2^36 values (256 GiB); refusing before allocating",
+                    pow2_or_plain(total),
+                    pow2_or_plain(total * 4)
+                ),
+            });
+        }
+        // Fits: total ≤ 2^36.
+        Ok(total as usize)
+    }
+
+    /// [`Self::check_sizes`], then the parameters (4 bytes each) must fit in the machine's
+    /// physical memory as `/proc/meminfo` reports it (training needs about four times that:
+    /// weights, gradients and two optimizer moments; checked where it is allocated).
+    fn check_memory(&self) -> Result<(), ModelError> {
+        let bytes = self.check_sizes()? as u128 * 4;
+        match physical_memory_bytes() {
+            Some(mem) if bytes > mem => {
+                let (field, value) = self.largest_size_factor();
+                Err(ModelError::Config {
+                    field,
+                    msg: format!(
+                        "{field} = {value}: the parameters would need {} bytes but this machine \
+                         has {mem} bytes of memory; refusing before allocating",
+                        pow2_or_plain(bytes)
+                    ),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The fields that size a buffer, with their values.
+    fn size_fields(&self) -> [(&'static str, usize); 8] {
+        [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.num_key_value_heads),
+            ("head_dim", self.head_dim),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ]
+    }
+
+    /// The parameter count of [`super::ParamLayout`], in `u128`: exact for any dimensions up to
+    /// [`Self::MAX_DIM`] and layers up to [`Self::MAX_LAYERS`] (at most about 2^107), saturating beyond.
+    fn param_count_u128(&self) -> u128 {
+        let [v, c, i, l, h, kvh, hd] = [
+            self.vocab_size,
+            self.hidden_size,
+            self.intermediate_size,
+            self.num_hidden_layers,
+            self.num_attention_heads,
+            self.num_key_value_heads,
+            self.head_dim,
+        ]
+        .map(|x| x as u128);
+        param_count(v, c, i, l, h * hd, kvh * hd, self.attention_bias, self.tie_word_embeddings)
+    }
+
+    /// The size field whose reduction to its minimum shrinks the parameter count the most (the
+    /// one to blame for a model that is too large), with its value.
+    fn largest_size_factor(&self) -> (&'static str, usize) {
+        let full = self.param_count_u128();
+        let mut best = ("hidden_size", self.hidden_size, 0u128);
+        for (field, value) in self.size_fields() {
+            let mut c = self.clone();
+            match field {
+                "vocab_size" => c.vocab_size = 1,
+                "hidden_size" => c.hidden_size = 1,
+                "intermediate_size" => c.intermediate_size = 1,
+                "num_hidden_layers" => c.num_hidden_layers = 1,
+                "num_attention_heads" => c.num_attention_heads = 1,
+                "num_key_value_heads" => c.num_key_value_heads = 1,
+                "head_dim" => c.head_dim = 2,
+                _ => continue,
+            }
+            let saved = full.saturating_sub(c.param_count_u128());
+            if saved > best.2 {
+                best = (field, value, saved);
+            }
+        }
+        (best.0, best.1)
+    }
+
+    /// Query projection width `num_attention_heads · head_dim` (a validated config cannot
+    /// overflow it).
     pub fn q_dim(&self) -> usize {
         self.num_attention_heads * self.head_dim
     }
@@ -183,9 +337,17 @@ impl ModelConfig {
             None => return Err(ModelError::Config { field: "model_type", msg: "missing".into() }),
         };
         let usize_field = |name: &'static str| -> Result<usize, ModelError> {
-            v.get(name).and_then(Value::as_u64).map(|x| x as usize).ok_or_else(|| {
-                ModelError::Config { field: name, msg: "missing or not an integer".into() }
-            })
+            match v.get(name) {
+                None | Some(Value::Null) => {
+                    Err(ModelError::Config { field: name, msg: "missing or not an integer".into() })
+                }
+                Some(x) => x.as_u64().and_then(|n| usize::try_from(n).ok()).ok_or_else(|| {
+                    ModelError::Config {
+                        field: name,
+                        msg: format!("{x}: missing or not an integer (0 ..= 2^64 − 1)"),
+                    }
+                }),
+            }
         };
         let f32_field = |name: &'static str, default: f32| -> Result<f32, ModelError> {
             match v.get(name) {
@@ -296,16 +458,18 @@ impl ModelConfig {
                 Some(Value::Array(a)) => a
                     .iter()
                     .map(|x| {
-                        x.as_u64().map(|i| i as u32).ok_or(ModelError::Config {
+                        x.as_u64().and_then(|i| u32::try_from(i).ok()).ok_or(ModelError::Config {
                             field: name,
-                            msg: "not an integer list".into(),
+                            msg: format!("{x} in the list is not a token id (an integer < 2^32)"),
                         })
                     })
                     .collect(),
-                Some(x) => x
-                    .as_u64()
-                    .map(|i| vec![i as u32])
-                    .ok_or(ModelError::Config { field: name, msg: "not an integer".into() }),
+                Some(x) => x.as_u64().and_then(|i| u32::try_from(i).ok()).map(|i| vec![i]).ok_or(
+                    ModelError::Config {
+                        field: name,
+                        msg: format!("{x} is not a token id (an integer < 2^32)"),
+                    },
+                ),
             }
         };
         let cfg = ModelConfig {
@@ -391,4 +555,31 @@ impl ModelConfig {
         }
         serde_json::to_string_pretty(&Value::Object(m)).unwrap_or_default()
     }
+}
+
+/// Parameters of the layout of [`super::ParamLayout::new`], in `u128` (saturating): embeddings
+/// `V·C`; per layer two norms `2C`, q/k/v/o `(2·qd + 2·kvd)·C`, the q/k/v biases `qd + 2·kvd`
+/// when present, the MLP `3·I·C`; the final norm `C`; an untied `lm_head` `V·C`.
+#[allow(clippy::too_many_arguments)]
+fn param_count(
+    v: u128,
+    c: u128,
+    i: u128,
+    layers: u128,
+    qd: u128,
+    kvd: u128,
+    bias: bool,
+    tied: bool,
+) -> u128 {
+    let mul = u128::saturating_mul;
+    let per_layer = mul(2, c)
+        .saturating_add(mul(mul(2, qd).saturating_add(mul(2, kvd)), c))
+        .saturating_add(if bias { qd.saturating_add(mul(2, kvd)) } else { 0 })
+        .saturating_add(mul(mul(3, i), c));
+    let embed = mul(v, c);
+    embed.saturating_add(mul(layers, per_layer)).saturating_add(c).saturating_add(if tied {
+        0
+    } else {
+        embed
+    })
 }

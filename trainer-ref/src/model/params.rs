@@ -12,7 +12,7 @@
 
 use std::ops::Range;
 
-use super::ModelConfig;
+use super::{ModelConfig, ModelError};
 
 /// One named tensor of the layout.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,16 +64,43 @@ pub struct ParamLayout {
 }
 
 impl ParamLayout {
-    /// The layout of `cfg` (assumed validated).
+    /// The layout of `cfg`, after [`ModelConfig::check_sizes`]: a config whose sizes are out of
+    /// range is a [`ModelError::Config`] naming the field, before anything is allocated.
+    pub fn try_new(cfg: &ModelConfig) -> Result<Self, ModelError> {
+        cfg.check_sizes()?;
+        Ok(Self::build(cfg))
+    }
+
+    /// The layout of a validated `cfg` ([`ModelConfig::validate`]; every path that reads a
+    /// config validates it).
+    ///
+    /// # Panics
+    ///
+    /// If `cfg`'s sizes fail [`ModelConfig::check_sizes`]; use [`Self::try_new`] for a config
+    /// that has not been validated.
     pub fn new(cfg: &ModelConfig) -> Self {
+        match Self::try_new(cfg) {
+            Ok(layout) => layout,
+            Err(e) => panic!("ParamLayout::new on a config that was not validated: {e}"),
+        }
+    }
+
+    /// The layout; `cfg` has passed [`ModelConfig::check_sizes`], so no product or offset below
+    /// exceeds [`ModelConfig::MAX_PARAMS`] (the arithmetic is checked all the same).
+    fn build(cfg: &ModelConfig) -> Self {
         let (v, c, i) = (cfg.vocab_size, cfg.hidden_size, cfg.intermediate_size);
         let (qd, kvd) = (cfg.q_dim(), cfg.kv_dim());
         let mut tensors = Vec::new();
         let mut at = 0usize;
         let mut push = |name: String, shape: Vec<usize>, decay: bool| -> Range<usize> {
-            let n: usize = shape.iter().product();
-            let range = at..at + n;
-            at += n;
+            let end = shape
+                .iter()
+                .try_fold(1usize, |n, &d| n.checked_mul(d))
+                .and_then(|n| at.checked_add(n))
+                .filter(|&end| end <= ModelConfig::MAX_PARAMS)
+                .unwrap_or_else(|| unreachable!("check_sizes bounds every tensor ({name})"));
+            let range = at..end;
+            at = end;
             tensors.push(TensorSpec { name, shape, range: range.clone(), decay });
             range
         };
