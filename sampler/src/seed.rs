@@ -127,6 +127,11 @@ impl SchedRng {
         Self { state }
     }
 
+    /// The raw state, to save and resume the stream exactly ([`Self::from_state`]).
+    pub const fn state(&self) -> u64 {
+        self.state
+    }
+
     /// Next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(GOLDEN);

@@ -94,3 +94,56 @@ fn a_broken_latest_is_an_error_naming_the_file() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Exploded or non-finite weights, or non-finite optimizer moments, are never saved: `save`
+/// refuses them and `latest` stays on the last good checkpoint; a checkpoint holding them
+/// (written by an older version) is refused at load, naming it.
+#[test]
+fn unhealthy_states_are_never_saved_nor_loaded() {
+    let dir = tmpdir("health");
+    let cfg = crate::common::tiny_config(true, ModelType::Qwen2);
+    let dev = Device::cpu();
+    let mut tr = crate::common::trainer(&dev, cfg.clone(), 4, OptimConfig::default());
+    let good = TrainerState { phase: "rl".into(), step: 1, ..Default::default() };
+    let first = save(&dir, &tr, &tok(), &good).unwrap();
+    let params = tr.model.params_host().unwrap();
+    for (i, bad) in [(3usize, f32::NAN), (5, f32::INFINITY), (7, 5e15), (9, -1.5e38)] {
+        let mut p = params.clone();
+        p[i] = bad;
+        dev.write(tr.model.params_mut(), &p).unwrap();
+        let state = TrainerState { phase: "rl".into(), step: 2, ..Default::default() };
+        let e = save(&dir, &tr, &tok(), &state).unwrap_err().to_string();
+        assert!(e.contains("rl step 2") && e.contains("refusing"), "{bad}: {e}");
+        assert_eq!(latest(&dir).unwrap().unwrap(), first, "latest moved to an unhealthy state");
+    }
+    dev.write(tr.model.params_mut(), &params).unwrap();
+    // Non-finite moments in a checkpoint on disk: restore refuses them.
+    let (m, v, steps) = tr.optim.state(&dev).unwrap();
+    let mut m2 = m.clone();
+    m2[2] = f32::NAN;
+    tr.optim.restore(&dev, &m2, &v, steps).unwrap();
+    let state = TrainerState { phase: "rl".into(), step: 3, ..Default::default() };
+    assert!(save(&dir, &tr, &tok(), &state).unwrap_err().to_string().contains("exp_avg"));
+    tr.optim.restore(&dev, &m, &v, steps).unwrap();
+    let e = restore(&first, &mut crate::common::trainer(&dev, cfg, 1, OptimConfig::default()));
+    assert!(e.is_ok(), "the good checkpoint loads");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `prune` keeps the newest `keep_last` checkpoints (SFT before RL, then by step) and never
+/// the one `latest` names.
+#[test]
+fn prune_keeps_the_newest() {
+    let dir = tmpdir("prune");
+    let cfg = crate::common::tiny_config(true, ModelType::Qwen2);
+    let tr = crate::common::trainer(&Device::cpu(), cfg, 6, OptimConfig::default());
+    for (phase, step) in [("sft", 3), ("sft", 6), ("rl", 1), ("rl", 2), ("rl", 10)] {
+        let state = TrainerState { phase: phase.into(), step, ..Default::default() };
+        save(&dir, &tr, &tok(), &state).unwrap();
+    }
+    assert_eq!(treepo_trainer::run::checkpoint::prune(&dir, 0).unwrap(), 0);
+    assert_eq!(treepo_trainer::run::checkpoint::prune(&dir, 2).unwrap(), 3);
+    let root = dir.join("checkpoints");
+    assert_eq!(entries(&root), ["latest", "rl-000002", "rl-000010"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

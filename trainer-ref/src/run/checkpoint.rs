@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
 
+use super::fault;
 use crate::model::{Model, Tokenizer, sync_dir, write_atomic};
 use crate::train::{TrainError, Trainer};
 
@@ -38,6 +39,53 @@ pub struct TrainerState {
     pub tokens_decoded: u64,
     /// Seconds spent sampling so far.
     pub sample_seconds: f64,
+    /// The SFT demonstration stream's state at this checkpoint (a resumed SFT draws exactly
+    /// what an uninterrupted one would); absent in RL checkpoints and older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sft_rng: Option<u64>,
+}
+
+/// Largest parameter magnitude a checkpoint may hold. The models here keep weights of order 1
+/// (initialized at ~0.02, trained by AdamW with weight decay); weights past this bound are an
+/// exploded run (an absurd learning rate reached 5e15 and 1.5e38 while staying finite), and
+/// saving them as `latest` would make every resume fail later, at sampling.
+pub const MAX_ABS_WEIGHT: f32 = 1e4;
+
+/// Refuses weights or optimizer moments that are non-finite or exploded ([`MAX_ABS_WEIGHT`]):
+/// checked before a checkpoint is written and after one is loaded, so `latest` always names a
+/// healthy state. `what` names the state in the message.
+pub fn check_health(
+    params: &[f32],
+    layout: &crate::model::ParamLayout,
+    moments: [&[f32]; 2],
+    what: &str,
+) -> Result<(), TrainError> {
+    let tensor_of = |i: usize| {
+        layout
+            .tensors
+            .iter()
+            .find(|t| t.range.contains(&i))
+            .map_or("?".to_string(), |t| t.name.clone())
+    };
+    if let Some((i, w)) =
+        params.iter().enumerate().find(|(_, w)| !w.is_finite() || w.abs() > MAX_ABS_WEIGHT)
+    {
+        return Err(TrainError::Config(format!(
+            "{what}: weight {w} in {} (element {i}) is {}; refusing it (lower the learning \
+             rate, or resume from an earlier checkpoint)",
+            tensor_of(i),
+            if w.is_finite() { "exploded (|w| > 1e4)" } else { "not finite" }
+        )));
+    }
+    for (name, m) in ["exp_avg", "exp_avg_sq"].iter().zip(moments) {
+        if let Some((i, x)) = m.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+            return Err(TrainError::Config(format!(
+                "{what}: optimizer {name} of {} (element {i}) is {x}; refusing it",
+                tensor_of(i)
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
@@ -54,13 +102,16 @@ pub fn save(
     state: &TrainerState,
 ) -> Result<PathBuf, TrainError> {
     let root = run_dir.join("checkpoints");
-    std::fs::create_dir_all(&root).map_err(io(&root))?;
     let name = format!("{}-{:06}", state.phase, state.step);
+    let (m, v, steps) = trainer.optim.state(trainer.device())?;
+    let what = format!("{} step {}", state.phase, state.step);
+    check_health(&trainer.model.params_host()?, trainer.model.layout(), [&m, &v], &what)?;
+    std::fs::create_dir_all(&root).map_err(io(&root))?;
     let tmp = root.join(format!(".tmp-{name}"));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
     trainer.model.save(&tmp, tok)?;
-    let (m, v, steps) = trainer.optim.state(trainer.device())?;
+    fault::point("save:model-written");
     let mut views = BTreeMap::new();
     let (mb, vb): (&[u8], &[u8]) = (bytemuck::cast_slice(&m), bytemuck::cast_slice(&v));
     for (k, b, len) in [("exp_avg", mb, m.len()), ("exp_avg_sq", vb, v.len())] {
@@ -77,9 +128,11 @@ pub fn save(
         .map_err(|e| TrainError::Config(format!("{}: {e}", opt_path.display())))?;
     let state_json =
         serde_json::to_string_pretty(state).map_err(|e| TrainError::Config(e.to_string()))?;
+    fault::point("save:before-state");
     // Written last: its presence marks a complete checkpoint directory.
     write_atomic(&tmp.join(STATE_FILE), state_json.as_bytes())?;
     sync_tree(&tmp)?;
+    fault::point("save:before-rename");
     let final_name = (0..)
         .map(|n| if n == 0 { name.clone() } else { format!("{name}.{n}") })
         .find(|n| !root.join(n).exists())
@@ -87,7 +140,9 @@ pub fn save(
     let dst = root.join(&final_name);
     std::fs::rename(&tmp, &dst).map_err(io(&dst))?;
     sync_dir(&root).map_err(io(&root))?;
+    fault::point("save:before-latest");
     write_atomic(&root.join(LATEST), final_name.as_bytes())?;
+    fault::point("save:before-cleanup");
     remove_stale(&root, &name, &final_name);
     Ok(dst)
 }
@@ -121,6 +176,43 @@ fn remove_stale(root: &Path, name: &str, keep: &str) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
+}
+
+/// Keeps the newest `keep_last` checkpoints of the run (by phase, SFT before RL, then step)
+/// and deletes the others; never the one `latest` names. 0 keeps all. Returns how many were
+/// deleted.
+pub fn prune(run_dir: &Path, keep_last: usize) -> Result<usize, TrainError> {
+    let root = run_dir.join("checkpoints");
+    if keep_last == 0 || !root.is_dir() {
+        return Ok(0);
+    }
+    let current = std::fs::read_to_string(root.join(LATEST)).unwrap_or_default();
+    let mut found: Vec<((u8, u64), PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(&root).map_err(io(&root))? {
+        let path = entry.map_err(io(&root))?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        let base = name.split('.').next().unwrap_or(name);
+        let key = match base.split_once('-') {
+            Some(("sft", step)) => step.parse().ok().map(|s| (0u8, s)),
+            Some(("rl", step)) => step.parse().ok().map(|s| (1u8, s)),
+            _ => None,
+        };
+        if let Some(key) = key
+            && path.join(STATE_FILE).is_file()
+        {
+            found.push((key, path));
+        }
+    }
+    found.sort();
+    let excess = found.len().saturating_sub(keep_last);
+    let mut deleted = 0;
+    for (_, path) in &found[..excess] {
+        if path.file_name().and_then(|n| n.to_str()) != Some(current.trim()) {
+            std::fs::remove_dir_all(path).map_err(io(path))?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
 }
 
 /// The checkpoint `latest` points at, if any. Recovers a checkpoint an interrupted older save
@@ -184,6 +276,7 @@ pub fn restore(dir: &Path, trainer: &mut Trainer) -> Result<TrainerState, TrainE
         Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
     };
     let (m, v) = (read("exp_avg")?, read("exp_avg_sq")?);
+    check_health(&params, trainer.model.layout(), [&m, &v], &dir.display().to_string())?;
     let (_, meta) =
         SafeTensors::read_metadata(&bytes).map_err(|e| TrainError::Config(e.to_string()))?;
     let steps = meta

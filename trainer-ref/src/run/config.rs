@@ -23,8 +23,12 @@ pub struct RunSection {
     pub device: String,
     /// Where runs are written (`<out_dir>/<name>`).
     pub out_dir: PathBuf,
-    /// Checkpoint every this many RL steps (and at the end; 0 = only at the end).
+    /// Checkpoint every this many SFT and RL steps (and at the end of each phase; 0 = only at
+    /// the ends).
     pub checkpoint_every: u64,
+    /// Checkpoints kept on disk (the newest; older ones are deleted after each save); 0 keeps
+    /// all.
+    pub keep_last: u64,
     /// KV pages of the sampling engine's pool.
     pub kv_pages: usize,
 }
@@ -36,6 +40,7 @@ impl Default for RunSection {
             device: "auto".into(),
             out_dir: "runs".into(),
             checkpoint_every: 10,
+            keep_last: 3,
             kv_pages: 8192,
         }
     }
@@ -268,11 +273,17 @@ impl Default for RunConfig {
 }
 
 impl RunConfig {
+    /// Tokens per KV page of the sampling engine (`EngineConfig::default().page_size`).
+    pub const KV_PAGE_TOKENS: usize = 16;
+
     /// Parses TOML text; errors name the file and the offending key.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self, TrainError> {
         let cfg: RunConfig = toml::from_str(text)
             .map_err(|e| TrainError::Config(format!("{}: {e}", origin.display())))?;
-        cfg.validate()?;
+        cfg.validate().map_err(|e| match e {
+            TrainError::Config(m) => TrainError::Config(format!("{}: {m}", origin.display())),
+            other => other,
+        })?;
         Ok(cfg)
     }
 
@@ -288,8 +299,110 @@ impl RunConfig {
         toml::to_string_pretty(self).map_err(|e| TrainError::Config(e.to_string()))
     }
 
+    /// The sampler settings evaluation runs with: the RL sampler's limits at `eval.temperature`,
+    /// `eval.k` samples per problem (what `pipeline::evaluate` builds from them).
+    pub fn eval_sampler(&self) -> TreeConfig {
+        let mut c = self.rl.sampler.clone();
+        c.temperature = self.eval.temperature;
+        c.tree_max_width = self.eval.k;
+        c.tree_random_first_div_min = None;
+        c.tree_random_first_div_max = None;
+        c
+    }
+
     /// Cross-field checks.
     pub fn validate(&self) -> Result<(), TrainError> {
+        self.validate_ranges()?;
+        self.validate_basic()
+    }
+
+    /// Values that used to be accepted and then truncated, clamped or ignored (issue 13 item 8);
+    /// each error names the key and the value.
+    fn validate_ranges(&self) -> Result<(), TrainError> {
+        let bad = |m: String| Err(TrainError::Config(m));
+        // The engine's pool: a u32 page count whose slots (16-token pages) index as int32.
+        let max_pages = i32::MAX as usize / Self::KV_PAGE_TOKENS;
+        if self.run.kv_pages == 0 || self.run.kv_pages > max_pages {
+            return bad(format!(
+                "run.kv_pages = {} must be in [1, {max_pages}] (pages of {} tokens)",
+                self.run.kv_pages,
+                Self::KV_PAGE_TOKENS
+            ));
+        }
+        let l = &self.rl.loss;
+        if !(l.kl_coef.is_finite() && l.kl_coef >= 0.0) {
+            return bad(format!(
+                "rl.loss.kl_coef = {} must be finite and >= 0 (0 = off)",
+                l.kl_coef
+            ));
+        }
+        if !(l.entropy_coef.is_finite() && l.entropy_coef >= 0.0) {
+            return bad(format!(
+                "rl.loss.entropy_coef = {} must be finite and >= 0 (0 = off)",
+                l.entropy_coef
+            ));
+        }
+        if !(l.clip_ratio_c == 0.0 || (l.clip_ratio_c.is_finite() && l.clip_ratio_c > 1.0)) {
+            return bad(format!(
+                "rl.loss.clip_ratio_c = {} must be 0 (off) or a finite value > 1",
+                l.clip_ratio_c
+            ));
+        }
+        ClipConfig {
+            clip_ratio_low: l.clip_ratio_low,
+            clip_ratio_high: l.clip_ratio_high,
+            clip_ratio_c: (l.clip_ratio_c > 0.0).then_some(l.clip_ratio_c),
+        }
+        .validate()
+        .map_err(|e| TrainError::Config(format!("rl.loss: {e}")))?;
+        if self.eval.problems == 0 {
+            return bad("eval.problems = 0: evaluation needs at least one problem".into());
+        }
+        if !self.eval.temperature.is_finite() {
+            return bad(format!("eval.temperature = {} must be finite", self.eval.temperature));
+        }
+        if self.rl.mini_batches > self.rl.queries_per_step {
+            return bad(format!(
+                "rl.mini_batches = {} exceeds rl.queries_per_step = {} (a mini-batch holds whole \
+                 queries)",
+                self.rl.mini_batches, self.rl.queries_per_step
+            ));
+        }
+        if self.rl.dynamic_sampling_rounds < -1 {
+            return bad(format!(
+                "rl.dynamic_sampling_rounds = {} must be -1 (off) or >= 0",
+                self.rl.dynamic_sampling_rounds
+            ));
+        }
+        self.rl.sampler.validate().map_err(|e| TrainError::Config(format!("rl.sampler: {e}")))?;
+        let max_len = self.rl.sampler.max_response();
+        if self.rl.overlong_buffer > max_len {
+            return bad(format!(
+                "rl.overlong_buffer = {} exceeds the longest response ({max_len} tokens, \
+                 rl.sampler.max_response_length or d·l)",
+                self.rl.overlong_buffer
+            ));
+        }
+        if self.model.path.is_none() && max_len > self.model.max_positions {
+            return bad(format!(
+                "the longest response (rl.sampler.max_response_length or d·l = {max_len} tokens) \
+                 exceeds model.max_positions = {}: responses would be cut at the context limit",
+                self.model.max_positions
+            ));
+        }
+        if self.eval.k > 0 {
+            self.eval_sampler().validate().map_err(|e| {
+                TrainError::Config(format!(
+                    "eval.k = {} with the rl.sampler settings (evaluation samples eval.k answers \
+                     per problem with rl.sampler's limits): {e}",
+                    self.eval.k
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    fn validate_basic(&self) -> Result<(), TrainError> {
         self.sft.optim.validate()?;
         self.rl.optim.validate()?;
         self.rl.sampler.validate().map_err(|e| TrainError::Config(format!("rl.sampler: {e}")))?;

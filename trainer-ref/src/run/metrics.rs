@@ -51,8 +51,7 @@ impl MetricsLog {
         let mut line = Value::Object(obj).to_string();
         line.push('\n');
         // One write for the record and its newline (the file is O_APPEND).
-        self.file
-            .write_all(line.as_bytes())
+        super::fault::write_all("metrics:record", &mut self.file, line.as_bytes())
             .and_then(|_| self.file.flush())
             .map_err(|e| TrainError::Config(format!("{}: {e}", self.path.display())))
     }

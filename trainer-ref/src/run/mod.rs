@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 mod config;
+pub mod fault;
 mod metrics;
 pub mod plot;
 

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::ValueEnum;
@@ -11,12 +11,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use treepo_kernels::Device;
 
 use crate::device::DeviceArg;
-use treepo_sampler::{RolloutTree, TreeConfig, TreeSampler};
+use treepo_sampler::{FinishReason, QueryStatus, RolloutTree, TreeConfig, TreeSampler};
 use treepo_trainer::engine::{EngineConfig, ModelEngine};
-use treepo_trainer::model::{CharTokenizer, Model, Tokenizer};
+use treepo_trainer::model::{CharTokenizer, Model, ModelConfig, Tokenizer};
 use treepo_trainer::pipeline::{self, SamplingMode};
-use treepo_trainer::run::RunConfig;
-use treepo_trainer::tasks::{Hooks, Problem, Task, TokenText};
+use treepo_trainer::run::{RunConfig, TrainerState};
+use treepo_trainer::tasks::{Hooks, Problem, Split, Task, TokenText};
 use treepo_trainer::train::TrainError;
 
 /// Set by Ctrl-C; long loops check it between steps, save a checkpoint and stop.
@@ -45,6 +45,13 @@ pub fn device(name: &str) -> Result<Device> {
     let arg = DeviceArg::from_str(name, true)
         .map_err(|_| anyhow!("unknown device `{name}` (auto, cpu, cuda, wgpu)"))?;
     arg.open()
+}
+
+/// Checks a device name without opening the device.
+pub fn device_name(name: &str) -> Result<()> {
+    DeviceArg::from_str(name, true)
+        .map(|_| ())
+        .map_err(|_| anyhow!("unknown device `{name}` (auto, cpu, cuda, wgpu)"))
 }
 
 /// The run's task.
@@ -118,8 +125,66 @@ pub fn hooks(task: &dyn Task, tok: &Tokenizer) -> Result<Hooks> {
     task.hooks(text).map_err(|e| anyhow!("task hooks: {e}"))
 }
 
+/// KV-pool exhaustion seen by every [`sample_fn`] of this process since it started: a pool too
+/// small for the rollouts shortens them (the sampler finishes paths with
+/// [`FinishReason::KvExhausted`]) instead of failing, so the runner reads these counters around
+/// each RL step, logs the difference and warns.
+static KV_EXHAUSTED_EVENTS: AtomicU64 = AtomicU64::new(0);
+static KV_EXHAUSTED_LEAVES: AtomicU64 = AtomicU64::new(0);
+static KV_LIMITED_QUERIES: AtomicU64 = AtomicU64::new(0);
+
+/// A snapshot of the KV-exhaustion counters (see [`kv_exhaustion`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KvExhaustion {
+    /// Engine operations that hit `KvExhausted` (the sampler's `Cost::kv_exhausted_events`).
+    pub events: u64,
+    /// Leaves finished early with `FinishReason::KvExhausted` (shortened rollouts).
+    pub leaves: u64,
+    /// Queries the pool limited (`QueryStatus::KvLimited`: possibly fewer than `w` leaves).
+    pub queries: u64,
+}
+
+impl KvExhaustion {
+    /// What happened between `earlier` and `self`.
+    pub fn since(self, earlier: KvExhaustion) -> KvExhaustion {
+        KvExhaustion {
+            events: self.events - earlier.events,
+            leaves: self.leaves - earlier.leaves,
+            queries: self.queries - earlier.queries,
+        }
+    }
+
+    /// Whether anything was exhausted.
+    pub fn any(&self) -> bool {
+        self.events + self.leaves + self.queries > 0
+    }
+}
+
+/// The process's KV-exhaustion counters now.
+pub fn kv_exhaustion() -> KvExhaustion {
+    KvExhaustion {
+        events: KV_EXHAUSTED_EVENTS.load(Ordering::Relaxed),
+        leaves: KV_EXHAUSTED_LEAVES.load(Ordering::Relaxed),
+        queries: KV_LIMITED_QUERIES.load(Ordering::Relaxed),
+    }
+}
+
+/// Adds `tree`'s KV exhaustion to the process counters.
+fn count_kv_exhaustion(tree: &RolloutTree) {
+    let leaves = tree
+        .queries()
+        .iter()
+        .flat_map(|q| q.leaves())
+        .filter(|l| l.reason() == FinishReason::KvExhausted)
+        .count();
+    let queries = tree.queries().iter().filter(|q| q.status() == QueryStatus::KvLimited).count();
+    KV_EXHAUSTED_EVENTS.fetch_add(tree.cost().kv_exhausted_events as u64, Ordering::Relaxed);
+    KV_EXHAUSTED_LEAVES.fetch_add(leaves as u64, Ordering::Relaxed);
+    KV_LIMITED_QUERIES.fetch_add(queries as u64, Ordering::Relaxed);
+}
+
 /// A sampling closure over a fresh engine per call (the engine borrows the model; the update
-/// after it mutates the weights).
+/// after it mutates the weights). KV exhaustion is counted (see [`kv_exhaustion`]).
 pub fn sample_fn<'a>(
     tok: &'a Tokenizer,
     hooks: &'a Hooks,
@@ -127,12 +192,144 @@ pub fn sample_fn<'a>(
 ) -> impl FnMut(&Model, &TreeConfig, SamplingMode, &[Problem]) -> Result<RolloutTree, TrainError> + 'a
 {
     move |model, cfg, mode, problems| {
-        let mut engine = ModelEngine::new(model, EngineConfig::with_pages(kv_pages as u32))
+        let pages = u32::try_from(kv_pages).map_err(|_| {
+            TrainError::Config(format!("run.kv_pages = {kv_pages} does not fit in 32 bits"))
+        })?;
+        let mut engine = ModelEngine::new(model, EngineConfig::with_pages(pages))
             .map_err(|e| TrainError::Batch(format!("engine: {e}")))?;
         let sampler = TreeSampler::new(cfg.clone(), hooks.clone())
             .map_err(|e| TrainError::Config(format!("sampler: {e}")))?;
-        pipeline::sample(&mut engine, &sampler, mode, tok, problems)
+        let tree = pipeline::sample(&mut engine, &sampler, mode, tok, problems)?;
+        count_kv_exhaustion(&tree);
+        Ok(tree)
     }
+}
+
+/// Everything about a run's configuration that can be checked without training, checked before
+/// anything is created or trained: the config's own ranges ([`RunConfig::validate`]), the task,
+/// the tokenizer, the RL and eval sampler settings as the samplers will see them, prompts plus
+/// responses against the model's context, and the KV pool against one batch of prompts.
+/// Every error names the config file (see [`set_config_origin`]).
+pub fn preflight(cfg: &RunConfig) -> Result<()> {
+    let origin = &config_origin();
+    cfg.validate().with_context(|| origin.to_string())?;
+    let task = task(cfg).with_context(|| format!("{origin}: [task]"))?;
+    let (tok, max_positions, positions_key) = match &cfg.model.path {
+        Some(dir) => {
+            let mc = ModelConfig::load(dir).with_context(|| {
+                format!("{origin}: model.path: {}", dir.join("config.json").display())
+            })?;
+            let tok = tokenizer(task.as_ref(), Some(dir), Some(mc.vocab_size))
+                .with_context(|| format!("{origin}: model.path"))?;
+            let key = format!("max_position_embeddings of {}", dir.join("config.json").display());
+            (tok, mc.max_position_embeddings, key)
+        }
+        None => {
+            let tok = tokenizer(task.as_ref(), None, None)?;
+            (tok, cfg.model.max_positions, "model.max_positions".to_string())
+        }
+    };
+    // The samplers' own checks, on the settings they will get (stop ids do not affect them).
+    let hooks = hooks(task.as_ref(), &tok)?;
+    TreeSampler::new(cfg.rl.sampler.clone(), hooks.clone())
+        .map_err(|e| anyhow!("{origin}: rl.sampler: {e}"))?;
+    TreeSampler::new(cfg.eval_sampler(), hooks).map_err(|e| {
+        anyhow!("{origin}: eval.k = {} with the rl.sampler settings: {e}", cfg.eval.k)
+    })?;
+    // The task API has no "longest prompt": measure the prompts evaluation will use (all of
+    // them, up to 1024) and a sample of the train split where SFT (index 0) and RL (index 2^20)
+    // start drawing. Every synthetic task draws its prompt sizes from the same ranges for every
+    // index, so a sample of a few hundred reaches the maximum.
+    let mut longest = 0usize;
+    let eval_n = cfg.eval.problems.min(1024) as u64;
+    let train = (0..128u64).chain((1 << 20)..(1 << 20) + 128);
+    let indices = (0..eval_n).map(|i| (Split::Eval, i)).chain(train.map(|i| (Split::Train, i)));
+    for (split, i) in indices {
+        let p = task.generate(split, i).map_err(|e| anyhow!("{origin}: [task]: {e}"))?;
+        let n = tok.encode(&p.prompt).map_err(|e| anyhow!("{origin}: [task]: {e}"))?.len();
+        longest = longest.max(n);
+    }
+    let response = cfg.rl.sampler.max_response();
+    if longest + response > max_positions {
+        bail!(
+            "{origin}: prompts of up to {longest} tokens plus the longest response \
+             (rl.sampler.max_response_length or d·l = {response}) exceed {positions_key} = \
+             {max_positions}: raise it or shorten the responses"
+        );
+    }
+    // The pool must at least hold one batch's prompts and a page of response per query, or
+    // sampling fails (or every rollout is cut) after SFT.
+    let page = RunConfig::KV_PAGE_TOKENS;
+    let per_query = longest.div_ceil(page) + 1;
+    for (what, n) in
+        [("rl.queries_per_step", cfg.rl.queries_per_step), ("eval.problems", cfg.eval.problems)]
+    {
+        let need = n.saturating_mul(per_query);
+        if cfg.run.kv_pages < need {
+            bail!(
+                "{origin}: run.kv_pages = {} cannot hold one batch: {what} = {n} prompts of up to \
+                 {longest} tokens need at least {need} pages of {page} tokens",
+                cfg.run.kv_pages
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The file the run's configuration came from, for error messages.
+static CONFIG_ORIGIN: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+/// Records the file the configuration about to be run came from (errors of [`preflight`] name
+/// it).
+pub fn set_config_origin(path: &Path) {
+    if let Ok(mut o) = CONFIG_ORIGIN.lock() {
+        *o = path.display().to_string();
+    }
+}
+
+fn config_origin() -> String {
+    match CONFIG_ORIGIN.lock() {
+        Ok(o) if !o.is_empty() => o.clone(),
+        _ => "the run's configuration".into(),
+    }
+}
+
+/// Reads a checkpoint's `trainer_state.json`, naming the file in every error and refusing a
+/// phase other than `sft` or `rl` (an unknown phase used to skip training silently).
+pub fn saved_state(checkpoint: &Path) -> Result<TrainerState> {
+    let path = checkpoint.join("trainer_state.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let state: TrainerState = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a trainer state", path.display()))?;
+    check_phase(&state, &path)?;
+    Ok(state)
+}
+
+/// Refuses a trainer state whose phase is neither `sft` nor `rl`.
+pub fn check_phase(state: &TrainerState, path: &Path) -> Result<()> {
+    if state.phase != "sft" && state.phase != "rl" {
+        bail!(
+            "{}: phase = {:?} is not \"sft\" or \"rl\"; the checkpoint is damaged",
+            path.display(),
+            state.phase
+        );
+    }
+    Ok(())
+}
+
+/// A run name (`--name`): one plain path component, so the run stays inside `run.out_dir`.
+pub fn check_run_name(name: &str) -> Result<()> {
+    let mut parts = Path::new(name).components();
+    let plain =
+        matches!((parts.next(), parts.next()), (Some(std::path::Component::Normal(_)), None));
+    if !plain || name.contains(['/', '\\']) || name.starts_with('.') || name.trim().is_empty() {
+        bail!(
+            "--name {name:?} must be a plain directory name (no path separators, no `..`, not \
+             absolute, not starting with `.`): the run directory is <run.out_dir>/<name>"
+        );
+    }
+    Ok(())
 }
 
 /// A progress bar with `len` steps and a message.

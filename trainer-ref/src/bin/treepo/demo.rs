@@ -35,7 +35,9 @@ pub struct DemoArgs {
 
 /// Runs the demo.
 pub fn run(a: DemoArgs) -> Result<()> {
-    let mut cfg = RunConfig::from_toml(DEMO_CONFIG, std::path::Path::new("configs/demo.toml"))?;
+    let origin = std::path::Path::new("configs/demo.toml");
+    let mut cfg = RunConfig::from_toml(DEMO_CONFIG, origin)?;
+    crate::common::set_config_origin(origin);
     cfg.run.device = a.device;
     cfg.run.seed = a.seed;
     cfg.run.out_dir = a.out;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use treepo_trainer::model::Model;
 use treepo_trainer::pipeline;
@@ -38,16 +38,34 @@ pub struct EvalArgs {
 
 /// Runs the command.
 pub fn run(a: EvalArgs) -> Result<()> {
-    let dev = common::device(&a.device)?;
+    // Errors name the flags the user typed.
+    if a.k == 0 {
+        bail!("--k must be >= 1");
+    }
+    if a.problems == 0 {
+        bail!("--problems must be >= 1 (accuracy over no problems is meaningless)");
+    }
+    if a.max_tokens == 0 || a.max_tokens > i32::MAX as usize {
+        bail!("--max-tokens {} must be in [1, {}]", a.max_tokens, i32::MAX);
+    }
+    if !(a.temperature.is_finite() && a.temperature > 0.0) {
+        bail!("--temperature {} must be finite and > 0", a.temperature);
+    }
+    let dev = common::device(&a.device).context("--device")?;
     let task = TaskConfig::from_name(&a.task)
-        .map_err(|e| anyhow!("{e}"))?
+        .map_err(|e| anyhow!("--task: {e}"))?
         .build()
         .map_err(|e| anyhow!("{e}"))?;
-    let model = Model::load(&dev, &a.model)?;
+    let model =
+        Model::load(&dev, &a.model).with_context(|| format!("--model {}", a.model.display()))?;
     let tok = common::tokenizer(task.as_ref(), Some(&a.model), Some(model.config().vocab_size))?;
     let hooks = common::hooks(task.as_ref(), &tok)?;
-    let mut base =
-        treepo_sampler::TreeConfig::with_shape(a.max_tokens.div_ceil(16).max(1), 16, 2, a.k);
+    let mut base = treepo_sampler::TreeConfig::with_shape(
+        a.max_tokens.div_ceil(16).max(1),
+        16,
+        2.min(a.k),
+        a.k,
+    );
     base.max_response_length = Some(a.max_tokens);
     base.temperature = a.temperature;
     let base = common::sampler_config(&base, task.as_ref(), &tok, &model, 0)?;

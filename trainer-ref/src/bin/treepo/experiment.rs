@@ -146,6 +146,7 @@ fn arms(which: Which, base: &RunConfig) -> Vec<Arm> {
 /// Runs the command.
 pub fn run(a: ExperimentArgs) -> Result<()> {
     let mut base = RunConfig::load(&a.config)?;
+    crate::common::set_config_origin(&a.config);
     if let Some(d) = &a.device {
         base.run.device = d.clone();
     }
@@ -168,7 +169,8 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
         combined.push_str(&report);
         combined.push('\n');
     }
-    std::fs::write(a.out.join("results.md"), combined)?;
+    let results = a.out.join("results.md");
+    std::fs::write(&results, combined).with_context(|| format!("writing {}", results.display()))?;
     println!("reports: {}", a.out.display());
     Ok(())
 }
@@ -279,7 +281,8 @@ fn compare(a: &ExperimentArgs, base: &RunConfig, which: Which) -> Result<String>
         dir.display()
     )?;
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("report.md"), &md)?;
+    std::fs::write(dir.join("report.md"), &md)
+        .with_context(|| format!("writing {}", dir.join("report.md").display()))?;
     Ok(md)
 }
 
@@ -337,6 +340,7 @@ fn width(a: &ExperimentArgs, base: &RunConfig) -> Result<String> {
     }
     let dir = a.out.join("width");
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("report.md"), &md)?;
+    std::fs::write(dir.join("report.md"), &md)
+        .with_context(|| format!("writing {}", dir.join("report.md").display()))?;
     Ok(md)
 }

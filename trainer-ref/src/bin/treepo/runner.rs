@@ -54,6 +54,8 @@ pub fn run(
     quiet: bool,
 ) -> Result<Summary> {
     let t0 = Instant::now();
+    // Every check that does not need training, before anything is created or trained.
+    common::preflight(cfg)?;
     std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
     let existing = checkpoint::latest(run_dir)?;
     if existing.is_some() && !resume {
@@ -92,8 +94,8 @@ pub fn run(
     let mut state = TrainerState { phase: "sft".into(), rng: cfg.run.seed, ..Default::default() };
     if let Some(dir) = &existing {
         // The checkpoint's phase decides which optimizer its moments belong to.
-        let text = std::fs::read_to_string(dir.join("trainer_state.json"))?;
-        let saved: TrainerState = serde_json::from_str(&text)?;
+        // Names the file in every error and refuses an unknown phase.
+        let saved = common::saved_state(dir)?;
         if saved.phase == "rl" {
             trainer.optim = AdamW::new(&trainer.model, cfg.rl.optim)?;
         }
@@ -114,7 +116,9 @@ pub fn run(
 
     // Supervised warm-up.
     if phases.sft && state.phase == "sft" && (state.step as usize) < cfg.sft.steps {
-        let mut rng = TaskRng::for_query(state.rng, 0);
+        // Resumed mid-SFT: the demonstration stream continues where the checkpoint left it.
+        let mut rng =
+            state.sft_rng.map_or_else(|| TaskRng::for_query(state.rng, 0), TaskRng::from_state);
         let pb = common::progress(cfg.sft.steps as u64, "sft");
         pb.set_position(state.step);
         let batch = cfg.sft.batch_size;
@@ -139,10 +143,25 @@ pub fn run(
             metrics.log("sft", state.step, &serde_json::json!({"loss": losses[0]}))?;
             pb.set_message(format!("loss {:.4}", losses[0]));
             pb.inc(1);
+            // Periodic checkpoints (the last step's is the one below).
+            let every = cfg.run.checkpoint_every;
+            if every > 0
+                && state.step.is_multiple_of(every)
+                && (state.step as usize) < cfg.sft.steps
+            {
+                state.sft_rng = Some(rng.state());
+                save(run_dir, &trainer, &tok, &state, cfg.run.keep_last)?;
+            }
         }
         pb.finish();
-        state.rng = state.rng.wrapping_add(state.step);
-        checkpoint::save(run_dir, &trainer, &tok, &state)?;
+        if (state.step as usize) < cfg.sft.steps {
+            // Interrupted: the stream's state, and the run's seed untouched until SFT ends.
+            state.sft_rng = Some(rng.state());
+        } else {
+            state.rng = state.rng.wrapping_add(state.step);
+            state.sft_rng = None;
+        }
+        save(run_dir, &trainer, &tok, &state, cfg.run.keep_last)?;
         if interrupted() {
             summary.interrupted = true;
             eprintln!("interrupted: checkpoint saved in {}", run_dir.join("checkpoints").display());
@@ -242,6 +261,7 @@ pub fn run(
             // A fresh, reproducible sampler seed per step: resuming at step k draws what an
             // uninterrupted run would have drawn.
             settings.sampler.seed = splitmix(rl_sampler.seed ^ state.step);
+            let kv_before = common::kv_exhaustion();
             let stats = pipeline::rl_iteration(
                 &mut trainer,
                 &mut sample,
@@ -254,7 +274,14 @@ pub fn run(
             state.next_problem = next_index;
             state.tokens_decoded += stats.tokens_decoded as u64;
             state.sample_seconds += stats.time_sample;
-            metrics.log("rl", state.step, &serde_json::json!({"algo": cfg.rl.algo.name(), "tokens_decoded_total": state.tokens_decoded, "stats": &stats}))?;
+            let kv = common::kv_exhaustion().since(kv_before);
+            metrics.log("rl", state.step, &serde_json::json!({"algo": cfg.rl.algo.name(), "tokens_decoded_total": state.tokens_decoded, "stats": &stats, "kv_exhausted": &kv}))?;
+            if kv.any() {
+                pb.suspend(|| eprintln!(
+                    "warning: RL step {}: the KV pool (run.kv_pages = {}) ran out: {} rollouts cut short, {} queries limited; raise run.kv_pages",
+                    state.step, cfg.run.kv_pages, kv.leaves, kv.queries
+                ));
+            }
             pb.set_message(format!(
                 "reward {:+.3} acc {:.3} len {:.1}",
                 stats.reward, stats.acc, stats.response_len
@@ -267,12 +294,16 @@ pub fn run(
                 let r = eval(&trainer, &mut sample)?;
                 metrics.log("eval", state.step, &serde_json::json!({"when": "during_rl", "tokens_decoded": state.tokens_decoded, "report": &r}))?;
             }
-            if cfg.run.checkpoint_every > 0 && state.step.is_multiple_of(cfg.run.checkpoint_every) {
-                checkpoint::save(run_dir, &trainer, &tok, &state)?;
+            // Periodic checkpoints (the last step's is the one after the loop).
+            if cfg.run.checkpoint_every > 0
+                && state.step.is_multiple_of(cfg.run.checkpoint_every)
+                && state.step < cfg.rl.steps
+            {
+                save(run_dir, &trainer, &tok, &state, cfg.run.keep_last)?;
             }
         }
         pb.finish();
-        checkpoint::save(run_dir, &trainer, &tok, &state)?;
+        save(run_dir, &trainer, &tok, &state, cfg.run.keep_last)?;
         summary.rl_tokens_decoded = state.tokens_decoded;
         summary.rl_sample_seconds = state.sample_seconds;
         if interrupted() {
@@ -288,6 +319,19 @@ pub fn run(
     std::fs::write(run_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?)?;
     plots(run_dir, &[run_dir.to_path_buf()])?;
     Ok(summary)
+}
+
+/// Saves a checkpoint (durably; healthy weights only), then prunes to the newest `keep_last`.
+fn save(
+    run_dir: &Path,
+    trainer: &Trainer,
+    tok: &treepo_trainer::model::Tokenizer,
+    state: &TrainerState,
+    keep_last: u64,
+) -> Result<()> {
+    checkpoint::save(run_dir, trainer, tok, state)?;
+    checkpoint::prune(run_dir, usize::try_from(keep_last).unwrap_or(usize::MAX))?;
+    Ok(())
 }
 
 /// SplitMix64's finalizer: decorrelates consecutive seeds.

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use treepo_sampler::{Query, TreeConfig, TreeSampler};
+use treepo_sampler::{ConfigError, Query, TreeConfig, TreeSampler};
 use treepo_trainer::engine::{EngineConfig, ModelEngine};
 use treepo_trainer::model::{Model, Tokenizer};
 use treepo_trainer::tasks::{Hooks, TaskConfig, TextAnswerHooks};
@@ -92,6 +92,9 @@ pub fn run(a: &SampleArgs) -> anyhow::Result<()> {
         bail!("the prompt encodes to no tokens");
     }
     let (hooks, stop) = hooks(a.task.as_deref(), &tok)?;
+    if a.depth.checked_mul(a.segment).is_none_or(|n| n > i32::MAX as usize) {
+        bail!("--depth {} × --segment {} is far too long a response", a.depth, a.segment);
+    }
     let mut config = TreeConfig::with_shape(a.depth, a.segment, a.branch, a.width);
     config.temperature = a.temperature;
     config.top_k = a.top_k;
@@ -103,6 +106,8 @@ pub fn run(a: &SampleArgs) -> anyhow::Result<()> {
             "note: no stop token (no eos_token_id in config.json and no --task): paths run to depth d"
         );
     }
+    // The flags the user typed, not the sampler's config keys.
+    config.validate().map_err(|e| anyhow::anyhow!("{}", flag_error(&e)))?;
     let context = prompt.len() + config.max_response();
     if context >= cfg.max_position_embeddings {
         bail!(
@@ -141,6 +146,24 @@ pub fn run(a: &SampleArgs) -> anyhow::Result<()> {
         println!("wrote {}", p.display());
     }
     Ok(())
+}
+
+/// A sampler configuration error in terms of this command's flags.
+pub fn flag_error(e: &ConfigError) -> String {
+    match e {
+        ConfigError::ZeroSegmentLength => "--segment must be >= 1".into(),
+        ConfigError::ZeroWidth => "--width must be >= 1".into(),
+        ConfigError::ZeroBranchFactor => "--branch must be >= 1".into(),
+        ConfigError::ZeroDepth => "--depth must be >= 1".into(),
+        ConfigError::BranchFactorAboveWidth { b, w } => {
+            format!("--branch {b} exceeds --width {w}; set --branch <= --width")
+        }
+        ConfigError::InvalidTemperature(t) => {
+            format!("--temperature {t} must be finite and >= 0 (0 = greedy)")
+        }
+        ConfigError::InvalidTopP(p) => format!("--top-p {p} must be in (0, 1]"),
+        other => other.to_string(),
+    }
 }
 
 /// The task's hooks and stop symbol, or text hooks with no extra stop id.

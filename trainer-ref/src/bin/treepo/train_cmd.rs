@@ -2,11 +2,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use clap::Args;
 use treepo_trainer::pipeline::Algo;
 use treepo_trainer::run::RunConfig;
 
+use crate::common;
 use crate::runner::{self, Phases};
 
 /// Arguments of `treepo sft` / `treepo train`.
@@ -40,7 +41,22 @@ fn parse_algo(s: &str) -> Result<Algo, String> {
 
 /// Runs the command (`sft_only`: `treepo sft`).
 pub fn run(a: TrainArgs, sft_only: bool) -> Result<()> {
+    let name = match a.name {
+        Some(n) => n,
+        None => a
+            .config
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .ok_or_else(|| anyhow!("--name is required"))?,
+    };
+    // The run directory is <run.out_dir>/<name>: a name with `..`, a separator or a root would
+    // put it (and its checkpoints, which a fresh run may overwrite) anywhere.
+    common::check_run_name(&name)?;
+    if let Some(d) = &a.device {
+        common::device_name(d).map_err(|e| anyhow!("--device: {e}"))?;
+    }
     let mut cfg = RunConfig::load(&a.config)?;
+    common::set_config_origin(&a.config);
     if let Some(algo) = a.algo {
         cfg.rl.algo = algo;
     }
@@ -50,15 +66,7 @@ pub fn run(a: TrainArgs, sft_only: bool) -> Result<()> {
     if let Some(s) = a.seed {
         cfg.run.seed = s;
     }
-    cfg.validate()?;
-    let name = match a.name {
-        Some(n) => n,
-        None => a
-            .config
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .ok_or_else(|| anyhow!("--name is required"))?,
-    };
+    cfg.validate().with_context(|| a.config.display().to_string())?;
     let dir = cfg.run.out_dir.join(name);
     let phases = Phases { sft: cfg.model.path.is_none() || sft_only, rl: !sft_only };
     let s = runner::run(&cfg, &dir, phases, a.resume, false)?;
