@@ -56,14 +56,9 @@ fn set(cfg: &mut ModelConfig, field: &str, value: usize) {
     }
 }
 
+/// The shared tiny model with a short context.
 fn small() -> ModelConfig {
-    let mut c = ModelConfig::tiny(11);
-    c.hidden_size = 16;
-    c.intermediate_size = 24;
-    c.num_hidden_layers = 2;
-    c.num_attention_heads = 4;
-    c.num_key_value_heads = 2;
-    c.head_dim = 4;
+    let mut c = crate::common::tiny_config(true, ModelType::Qwen2);
     c.max_position_embeddings = 64;
     c
 }

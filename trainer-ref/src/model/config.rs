@@ -135,16 +135,7 @@ impl ModelConfig {
     /// Checks the invariants the kernels rely on.
     pub fn validate(&self) -> Result<(), ModelError> {
         let bad = |field: &'static str, msg: String| Err(ModelError::Config { field, msg });
-        for (field, v) in [
-            ("vocab_size", self.vocab_size),
-            ("hidden_size", self.hidden_size),
-            ("intermediate_size", self.intermediate_size),
-            ("num_hidden_layers", self.num_hidden_layers),
-            ("num_attention_heads", self.num_attention_heads),
-            ("num_key_value_heads", self.num_key_value_heads),
-            ("head_dim", self.head_dim),
-            ("max_position_embeddings", self.max_position_embeddings),
-        ] {
+        for (field, v) in self.size_fields() {
             if v == 0 {
                 return bad(field, "must be > 0".into());
             }
