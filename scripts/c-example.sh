@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The C API end to end: builds bindings/c (`cargo build -p treepo-c`), compiles the examples in
+# The C API end to end: builds bindings/c (`cargo build --release -p treepo-c`: the release
+# profile of the README's test command, so its dependencies are already built), compiles the examples in
 # bindings/c/examples against include/treepo.h and the shared library libtreepo.so, and runs:
 #
 #   scripts/c-example.sh                    # tree_decode.c on the CPU device
@@ -18,8 +19,8 @@ cd "$root"
 cuda_mode=${TREEPO_C_CUDA:-0}
 case "$cuda_mode" in 0|1|gpu) ;; *) echo "c-example.sh: TREEPO_C_CUDA must be 0, 1 or gpu, not '$cuda_mode'" >&2; exit 2 ;; esac
 
-cargo build -p treepo-c ${CARGO_LOCKED:+--locked}
-libdir="${CARGO_TARGET_DIR:-$root/target}/debug"
+cargo build --release -p treepo-c ${CARGO_LOCKED:+--locked}
+libdir="${CARGO_TARGET_DIR:-$root/target}/release"
 [ -f "$libdir/libtreepo.so" ] || { echo "c-example.sh: $libdir/libtreepo.so was not built" >&2; exit 1; }
 out="${CARGO_TARGET_DIR:-$root/target}/c-example"
 mkdir -p "$out"

@@ -3,8 +3,8 @@
 # kernels/cuda/*.cu compiled as host C++) and, given a command, runs it with the device installed
 # and CUDA required:
 #
-#   scripts/cuda-emu.sh cargo test --workspace          # every CUDA test on the CPU
-#   scripts/cuda-emu.sh --sanitize thread target/debug/deps/suite-<hash> decode
+#   scripts/cuda-emu.sh cargo test --workspace --release  # every CUDA test on the CPU
+#   scripts/cuda-emu.sh --sanitize thread target/release/deps/suite-<hash> decode
 #
 # CUDA threads run as fibers (blocks in parallel on TREEPO_EMU_WORKERS threads, default all
 # CPUs); `--schedule threads` builds the variant with one OS thread per CUDA thread (blocks one

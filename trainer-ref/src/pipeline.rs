@@ -18,7 +18,7 @@ use crate::rl::{
 };
 use crate::rollout::Rollouts;
 use crate::tasks::{Problem, SftExample, Split, Task, TaskRng};
-use crate::train::{TrainBatch, TrainError, Trainer};
+use crate::train::{SftReport, TrainBatch, TrainError, Trainer};
 
 /// Samples rollouts of `problems` from the current weights of `model` in the given mode (with
 /// the given sampler settings). The caller owns the engine: an engine that borrows the model is
@@ -285,7 +285,7 @@ pub fn rl_iteration(
 }
 
 /// `steps` supervised steps of `batch_size` problems each, from `first_index` on in the train
-/// split. Returns the mean loss of each step.
+/// split. Returns each step's report (mean loss, tokens, learning rate, gradient norm).
 #[allow(clippy::too_many_arguments)]
 pub fn sft_steps(
     trainer: &mut Trainer,
@@ -295,9 +295,9 @@ pub fn sft_steps(
     batch_size: usize,
     steps: usize,
     rng: &mut TaskRng,
-    mut on_step: impl FnMut(usize, f64),
-) -> Result<Vec<f64>, TrainError> {
-    let mut losses = Vec::with_capacity(steps);
+    mut on_step: impl FnMut(usize, &SftReport),
+) -> Result<Vec<SftReport>, TrainError> {
+    let mut reports = Vec::with_capacity(steps);
     let mut index = first_index;
     for s in 0..steps {
         let mut seqs = Vec::with_capacity(batch_size);
@@ -313,10 +313,10 @@ pub fn sft_steps(
         let refs: Vec<(&[u32], &[u32])> = seqs.iter().map(|e| (e.prompt(), e.response())).collect();
         let batch = TrainBatch::from_sequences(&refs)?;
         let r = trainer.sft_step(&batch)?;
-        on_step(s, r.loss);
-        losses.push(r.loss);
+        on_step(s, &r);
+        reports.push(r);
     }
-    Ok(losses)
+    Ok(reports)
 }
 
 /// Evaluation of `k` samples per problem.
@@ -384,4 +384,41 @@ pub fn evaluate(
         (avg / p, pass / p, maj / p, len / p);
     report.seconds = t0.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// One sampled answer, for people to read (the demo prints a few before and after RL).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Example {
+    /// The problem's prompt.
+    pub prompt: String,
+    /// The decoded response.
+    pub response: String,
+    /// Whether the task scored it correct.
+    pub correct: bool,
+}
+
+/// One sample (at `base`'s temperature and seed) for each of `problems`, decoded and scored.
+pub fn examples(
+    sample_fn: &mut SampleFn<'_>,
+    model: &Model,
+    base: &TreeConfig,
+    task: &dyn Task,
+    tok: &Tokenizer,
+    problems: &[Problem],
+) -> Result<Vec<Example>, TrainError> {
+    let mut cfg = base.clone();
+    cfg.tree_max_width = 1;
+    cfg.tree_fixed_step_div = 1;
+    cfg.tree_random_first_div_min = None;
+    cfg.tree_random_first_div_max = None;
+    let tree = sample_fn(model, &cfg, SamplingMode::Sequential, problems)?;
+    let r = Rollouts::collect(&tree, problems, task, tok, None)?;
+    Ok(r.leaves
+        .iter()
+        .map(|l| Example {
+            prompt: problems[l.query].prompt.clone(),
+            response: l.text.clone(),
+            correct: l.score.correct,
+        })
+        .collect())
 }

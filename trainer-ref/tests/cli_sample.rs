@@ -78,7 +78,7 @@ fn mistakes_are_clear_errors() {
     let missing = std::env::temp_dir().join("treepo-cli-no-such-dir");
     let out = sample(&missing, &[]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("does not exist"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("no such directory"), "{}", text(&out.stderr));
 
     let mismatch = checkpoint("mismatch", Some(8));
     let out = sample(&mismatch, &[]);

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use treepo_kernels::Device;
 use treepo_trainer::model::{CharTokenizer, ModelType, Tokenizer};
-use treepo_trainer::run::TrainerState;
-use treepo_trainer::run::checkpoint::{latest, restore, save};
+use treepo_trainer::run::checkpoint::{latest, restore, run_config, save};
+use treepo_trainer::run::{RunConfig, TrainerState};
 use treepo_trainer::train::OptimConfig;
 
 fn tmpdir(name: &str) -> PathBuf {
@@ -38,19 +38,19 @@ fn resaving_a_step_never_removes_what_latest_names() {
     let dev = Device::cpu();
     let tr = crate::common::trainer(&dev, cfg.clone(), 3, OptimConfig::default());
     let state = TrainerState { phase: "rl".into(), step: 60, ..Default::default() };
-    let first = save(&dir, &tr, &tok(), &state).unwrap();
+    let first = save(&dir, &tr, &tok(), &state, None).unwrap();
     assert_eq!(first.file_name().unwrap(), "rl-000060");
     // Stray temporaries of killed saves, of this step and of another.
     let root = dir.join("checkpoints");
     std::fs::create_dir_all(root.join(".tmp-rl-000070")).unwrap();
     std::fs::write(root.join("latest.tmp4242"), "rl-000070").unwrap();
     // The same step again (a resumed finished run): a fresh name, then the old copy goes.
-    let second = save(&dir, &tr, &tok(), &state).unwrap();
+    let second = save(&dir, &tr, &tok(), &state, None).unwrap();
     assert_eq!(second.file_name().unwrap(), "rl-000060.1");
     assert_eq!(latest(&dir).unwrap().unwrap(), second);
     assert_eq!(entries(&root), ["latest", "rl-000060.1"]);
     // And again: back to the plain name.
-    let third = save(&dir, &tr, &tok(), &state).unwrap();
+    let third = save(&dir, &tr, &tok(), &state, None).unwrap();
     assert_eq!(third.file_name().unwrap(), "rl-000060");
     assert_eq!(entries(&root), ["latest", "rl-000060"]);
     let mut back = crate::common::trainer(&dev, cfg, 9, OptimConfig::default());
@@ -65,7 +65,7 @@ fn latest_recovers_an_interrupted_old_style_save() {
     let cfg = crate::common::tiny_config(false, ModelType::Llama);
     let tr = crate::common::trainer(&Device::cpu(), cfg, 5, OptimConfig::default());
     let state = TrainerState { phase: "rl".into(), step: 40, ..Default::default() };
-    let ck = save(&dir, &tr, &tok(), &state).unwrap();
+    let ck = save(&dir, &tr, &tok(), &state, None).unwrap();
     // What the old save left when killed between `remove_dir_all(dst)` and the rename.
     let root = dir.join("checkpoints");
     std::fs::rename(&ck, root.join(".tmp-rl-000040")).unwrap();
@@ -105,14 +105,14 @@ fn unhealthy_states_are_never_saved_nor_loaded() {
     let dev = Device::cpu();
     let mut tr = crate::common::trainer(&dev, cfg.clone(), 4, OptimConfig::default());
     let good = TrainerState { phase: "rl".into(), step: 1, ..Default::default() };
-    let first = save(&dir, &tr, &tok(), &good).unwrap();
+    let first = save(&dir, &tr, &tok(), &good, None).unwrap();
     let params = tr.model.params_host().unwrap();
     for (i, bad) in [(3usize, f32::NAN), (5, f32::INFINITY), (7, 5e15), (9, -1.5e38)] {
         let mut p = params.clone();
         p[i] = bad;
         dev.write(tr.model.params_mut(), &p).unwrap();
         let state = TrainerState { phase: "rl".into(), step: 2, ..Default::default() };
-        let e = save(&dir, &tr, &tok(), &state).unwrap_err().to_string();
+        let e = save(&dir, &tr, &tok(), &state, None).unwrap_err().to_string();
         assert!(e.contains("rl step 2") && e.contains("refusing"), "{bad}: {e}");
         assert_eq!(latest(&dir).unwrap().unwrap(), first, "latest moved to an unhealthy state");
     }
@@ -123,7 +123,7 @@ fn unhealthy_states_are_never_saved_nor_loaded() {
     m2[2] = f32::NAN;
     tr.optim.restore(&dev, &m2, &v, steps).unwrap();
     let state = TrainerState { phase: "rl".into(), step: 3, ..Default::default() };
-    assert!(save(&dir, &tr, &tok(), &state).unwrap_err().to_string().contains("exp_avg"));
+    assert!(save(&dir, &tr, &tok(), &state, None).unwrap_err().to_string().contains("exp_avg"));
     tr.optim.restore(&dev, &m, &v, steps).unwrap();
     let e = restore(&first, &mut crate::common::trainer(&dev, cfg, 1, OptimConfig::default()));
     assert!(e.is_ok(), "the good checkpoint loads");
@@ -139,11 +139,37 @@ fn prune_keeps_the_newest() {
     let tr = crate::common::trainer(&Device::cpu(), cfg, 6, OptimConfig::default());
     for (phase, step) in [("sft", 3), ("sft", 6), ("rl", 1), ("rl", 2), ("rl", 10)] {
         let state = TrainerState { phase: phase.into(), step, ..Default::default() };
-        save(&dir, &tr, &tok(), &state).unwrap();
+        save(&dir, &tr, &tok(), &state, None).unwrap();
     }
     assert_eq!(treepo_trainer::run::checkpoint::prune(&dir, 0).unwrap(), 0);
     assert_eq!(treepo_trainer::run::checkpoint::prune(&dir, 2).unwrap(), 3);
     let root = dir.join("checkpoints");
     assert_eq!(entries(&root), ["latest", "rl-000002", "rl-000010"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A checkpoint carries the run's configuration (`run.toml`), read back equal; one saved
+/// without it reads as `None`, and a damaged one is an error naming the file.
+#[test]
+fn checkpoints_carry_the_run_configuration() {
+    let dir = tmpdir("run-config");
+    let tr = crate::common::trainer(
+        &Device::cpu(),
+        crate::common::tiny_config(true, ModelType::Qwen2),
+        2,
+        OptimConfig::default(),
+    );
+    let mut cfg = RunConfig::default();
+    cfg.eval.k = 3;
+    cfg.task = treepo_trainer::tasks::TaskConfig::from_name("countdown").unwrap();
+    let state = TrainerState { phase: "sft".into(), step: 1, ..Default::default() };
+    let ck = save(&dir, &tr, &tok(), &state, Some(&cfg)).unwrap();
+    assert_eq!(run_config(&ck).unwrap(), Some(cfg));
+    let state = TrainerState { phase: "sft".into(), step: 2, ..Default::default() };
+    let bare = save(&dir, &tr, &tok(), &state, None).unwrap();
+    assert_eq!(run_config(&bare).unwrap(), None);
+    std::fs::write(ck.join("run.toml"), "[eval]\nk = \"four\"\n").unwrap();
+    let e = run_config(&ck).unwrap_err().to_string();
+    assert!(e.contains("run.toml") && e.contains("four"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
 
-use super::fault;
+use super::{RunConfig, fault};
 use crate::model::{Model, Tokenizer, sync_dir, write_atomic};
 use crate::train::{TrainError, Trainer};
 
@@ -94,12 +94,15 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
 
 /// Saves `trainer` and `state` as `<dir>/checkpoints/<phase>-<step>` (or `<phase>-<step>.<n>`
 /// when that name is taken) and points `latest` at it, durably (see the [module docs](self)).
-/// Returns the checkpoint directory.
+/// `run_config`, when given, is saved beside the weights as `run.toml` ([`RUN_CONFIG_FILE`]):
+/// the task and evaluation settings the model was trained with, which `treepo eval` and
+/// `treepo sample` use by default ([`run_config`]). Returns the checkpoint directory.
 pub fn save(
     run_dir: &Path,
     trainer: &Trainer,
     tok: &Tokenizer,
     state: &TrainerState,
+    run_config: Option<&RunConfig>,
 ) -> Result<PathBuf, TrainError> {
     let root = run_dir.join("checkpoints");
     let name = format!("{}-{:06}", state.phase, state.step);
@@ -126,6 +129,9 @@ pub fn save(
     let opt_path = tmp.join("optimizer.safetensors");
     safetensors::serialize_to_file(views, Some(meta), &opt_path)
         .map_err(|e| TrainError::Config(format!("{}: {e}", opt_path.display())))?;
+    if let Some(cfg) = run_config {
+        write_atomic(&tmp.join(RUN_CONFIG_FILE), cfg.to_toml()?.as_bytes())?;
+    }
     let state_json =
         serde_json::to_string_pretty(state).map_err(|e| TrainError::Config(e.to_string()))?;
     fault::point("save:before-state");
@@ -149,6 +155,20 @@ pub fn save(
 
 const LATEST: &str = "latest";
 const STATE_FILE: &str = "trainer_state.json";
+/// The run configuration a checkpoint was trained with (TOML, as `config.toml` of the run).
+pub const RUN_CONFIG_FILE: &str = "run.toml";
+
+/// The run configuration saved in the checkpoint `dir` ([`RUN_CONFIG_FILE`]), or `None` for a
+/// checkpoint without one (saved by an older version, or a model from elsewhere). A file that
+/// is there but does not parse is an error naming it.
+pub fn run_config(dir: &Path) -> Result<Option<RunConfig>, TrainError> {
+    let path = dir.join(RUN_CONFIG_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    RunConfig::from_toml(&text, &path).map(Some)
+}
 
 /// fsync of every file in `dir`, then of `dir` itself.
 fn sync_tree(dir: &Path) -> Result<(), TrainError> {

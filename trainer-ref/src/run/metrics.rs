@@ -32,8 +32,8 @@ impl MetricsLog {
         Ok(MetricsLog { path: path.to_path_buf(), file })
     }
 
-    /// Appends one record: `phase`, `step` and the fields of `fields` (a serializable struct or
-    /// map), flattened.
+    /// Appends one record: `phase`, `step`, `time` (Unix seconds) and the fields of `fields` (a
+    /// serializable struct or map), flattened.
     pub fn log(
         &mut self,
         phase: &str,
@@ -43,6 +43,11 @@ impl MetricsLog {
         let mut obj = Map::new();
         obj.insert("phase".into(), phase.into());
         obj.insert("step".into(), step.into());
+        // Wall-clock time of the record, Unix seconds (ms resolution).
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| (d.as_millis() as f64) / 1e3);
+        obj.insert("time".into(), now.into());
         if let Value::Object(m) =
             serde_json::to_value(fields).map_err(|e| TrainError::Config(e.to_string()))?
         {

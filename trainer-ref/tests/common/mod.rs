@@ -1,6 +1,8 @@
 //! Shared helpers of the trainer tests: tiny models and random rollout trees.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use treepo_kernels::Device;
 use treepo_kernels::testing::Rng;
 use treepo_trainer::model::{Model, ModelConfig, ModelType};

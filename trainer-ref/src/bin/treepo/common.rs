@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::ValueEnum;
-use indicatif::{ProgressBar, ProgressStyle};
 use treepo_kernels::Device;
 
 use crate::device::DeviceArg;
@@ -35,6 +34,33 @@ pub fn install_ctrl_c() {
     });
 }
 
+/// The error a run stopped by Ctrl-C returns once its checkpoint is saved: `main` prints it and
+/// exits with 130 (the shell's code for SIGINT), so scripts see the run did not finish.
+#[derive(Debug)]
+pub struct Interrupted {
+    /// Where the checkpoint is.
+    pub checkpoints: std::path::PathBuf,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The same command line, resuming (and no longer deleting the run).
+        let mut args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--force").collect();
+        if !args.iter().any(|a| a == "--resume") {
+            args.push("--resume".into());
+        }
+        write!(
+            f,
+            "interrupted: the run is resumable from its checkpoint in {}; continue it with\n  \
+             treepo {}",
+            self.checkpoints.display(),
+            args.join(" ")
+        )
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
 /// Whether Ctrl-C was pressed.
 pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
@@ -52,6 +78,49 @@ pub fn device_name(name: &str) -> Result<()> {
     DeviceArg::from_str(name, true)
         .map(|_| ())
         .map_err(|_| anyhow!("unknown device `{name}` (auto, cpu, cuda, wgpu)"))
+}
+
+/// The run configuration in `text` (from `origin`) with the command line's `--section.key=value`
+/// overrides applied (see `RunConfig::from_toml_with_overrides`).
+pub fn run_config(text: &str, origin: &Path, overrides: &[String]) -> Result<RunConfig> {
+    Ok(RunConfig::from_toml_with_overrides(text, origin, overrides)?)
+}
+
+/// Splits `--section.key=value` config overrides (a dotted key: no flag of the CLI has a dot)
+/// from the other arguments; returns `(arguments, overrides as "section.key=value")`.
+pub fn split_overrides(args: Vec<String>) -> Result<(Vec<String>, Vec<String>)> {
+    let mut rest = Vec::with_capacity(args.len());
+    let mut overrides = Vec::new();
+    for a in args {
+        match a.strip_prefix("--") {
+            Some(o) if o.split('=').next().is_some_and(|k| k.contains('.')) => {
+                if !o.contains('=') {
+                    bail!("config override {a}: write it as --{o}=VALUE");
+                }
+                overrides.push(o.to_string());
+            }
+            _ => rest.push(a),
+        }
+    }
+    Ok((rest, overrides))
+}
+
+/// Deletes the run directory `dir` for `--force`, refusing a directory that does not look like
+/// a run (no `checkpoints/`, `metrics.jsonl` or `config.toml`): `--out` can name any path.
+pub fn remove_run_dir(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let is_run =
+        ["checkpoints", "metrics.jsonl", "config.toml"].iter().any(|f| dir.join(f).exists());
+    if !is_run {
+        bail!(
+            "--force: {} does not look like a run directory (no checkpoints/, metrics.jsonl or \
+             config.toml); not deleting it",
+            dir.display()
+        );
+    }
+    std::fs::remove_dir_all(dir).with_context(|| format!("--force: deleting {}", dir.display()))
 }
 
 /// The run's task.
@@ -78,10 +147,42 @@ pub fn tokenizer(
     Ok(Tokenizer::Char(CharTokenizer::new(symbols)?))
 }
 
+/// The checkpoint a `--model`/`model.path` value names: a checkpoint directory itself
+/// (`config.json` in it), a run directory (its `checkpoints/latest`) or a run's `checkpoints/`
+/// directory (its `latest`). `what` is the flag or key, for the error.
+pub fn checkpoint_dir(path: &Path, what: &str) -> Result<std::path::PathBuf> {
+    use treepo_trainer::run::checkpoint;
+    if !path.exists() {
+        bail!("{what} {}: no such directory", path.display());
+    }
+    if path.join("config.json").is_file() {
+        return Ok(path.to_path_buf());
+    }
+    let run_dir = if path.join("checkpoints").is_dir() {
+        Some(path.to_path_buf())
+    } else if path.join("latest").is_file() {
+        path.parent().map(Path::to_path_buf)
+    } else {
+        None
+    };
+    let Some(run_dir) = run_dir else {
+        bail!(
+            "{what} {}: not a checkpoint (no config.json), a run directory (no checkpoints/) or a \
+             checkpoints/ directory (no latest); pass e.g. runs/demo or \
+             runs/demo/checkpoints/rl-000040",
+            path.display()
+        );
+    };
+    checkpoint::latest(&run_dir)
+        .with_context(|| format!("{what} {}", path.display()))?
+        .ok_or_else(|| anyhow!("{what} {}: the run has no checkpoint yet", path.display()))
+}
+
 /// The model of a run: the checkpoint at `model.path`, or a fresh one.
 pub fn model(dev: &Device, cfg: &RunConfig, task: &dyn Task) -> Result<(Model, Tokenizer)> {
     match &cfg.model.path {
-        Some(dir) => {
+        Some(path) => {
+            let dir = &checkpoint_dir(path, "model.path")?;
             let m = Model::load(dev, dir).with_context(|| format!("model {}", dir.display()))?;
             let tok = tokenizer(task, Some(dir), Some(m.config().vocab_size))?;
             Ok((m, tok))
@@ -117,6 +218,12 @@ pub fn sampler_config(
     }
     c.seed = seed;
     Ok(c)
+}
+
+/// The seed of a run's evaluation samples, derived from `run.seed` (the runner and `treepo
+/// eval` use the same, so eval reproduces the run's figures).
+pub const fn eval_seed(run_seed: u64) -> u64 {
+    run_seed ^ 0xe7a1
 }
 
 /// Task hooks for the sampler (answer detection, repetition) over `tok`.
@@ -215,7 +322,8 @@ pub fn preflight(cfg: &RunConfig) -> Result<()> {
     cfg.validate().with_context(|| origin.to_string())?;
     let task = task(cfg).with_context(|| format!("{origin}: [task]"))?;
     let (tok, max_positions, positions_key) = match &cfg.model.path {
-        Some(dir) => {
+        Some(path) => {
+            let dir = &checkpoint_dir(path, "model.path").with_context(|| origin.to_string())?;
             let mc = ModelConfig::load(dir).with_context(|| {
                 format!("{origin}: model.path: {}", dir.join("config.json").display())
             })?;
@@ -330,16 +438,4 @@ pub fn check_run_name(name: &str) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// A progress bar with `len` steps and a message.
-pub fn progress(len: u64, what: &str) -> ProgressBar {
-    let pb = ProgressBar::new(len);
-    pb.set_style(
-        ProgressStyle::with_template("{prefix:>6} [{bar:30}] {pos}/{len} {elapsed_precise} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    pb.set_prefix(what.to_string());
-    pb
 }

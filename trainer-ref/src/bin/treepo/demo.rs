@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use treepo_trainer::run::RunConfig;
 
+use crate::common::Interrupted;
 use crate::runner::{self, Phases};
 
 /// The demo's configuration (`configs/demo.toml`).
@@ -29,14 +29,17 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Continue an interrupted demo from its last checkpoint.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "force")]
     resume: bool,
+    /// Delete an existing run directory of the demo and start over.
+    #[arg(long)]
+    force: bool,
 }
 
 /// Runs the demo.
-pub fn run(a: DemoArgs) -> Result<()> {
+pub fn run(a: DemoArgs, overrides: &[String]) -> Result<()> {
     let origin = std::path::Path::new("configs/demo.toml");
-    let mut cfg = RunConfig::from_toml(DEMO_CONFIG, origin)?;
+    let mut cfg = crate::common::run_config(DEMO_CONFIG, origin, overrides)?;
     crate::common::set_config_origin(origin);
     cfg.run.device = a.device;
     cfg.run.seed = a.seed;
@@ -48,14 +51,17 @@ pub fn run(a: DemoArgs) -> Result<()> {
         cfg.rl.queries_per_step = 8;
         cfg.eval.problems = 32;
         cfg.eval.k = 2;
+        cfg.eval.every = 2;
     }
     cfg.validate()?;
     let dir = cfg.run.out_dir.join(name);
-    if dir.exists() && !a.resume {
-        // A demo is cheap to redo: start fresh unless asked to resume.
-        std::fs::remove_dir_all(&dir)?;
+    if a.force {
+        crate::common::remove_run_dir(&dir)?;
     }
     let s = runner::run(&cfg, &dir, Phases { sft: true, rl: true }, a.resume, false)?;
+    if s.interrupted {
+        return Err(Interrupted { checkpoints: dir.join("checkpoints") }.into());
+    }
     if let (Some(b), Some(af)) = (&s.before, &s.after) {
         println!();
         println!(
@@ -73,6 +79,16 @@ pub fn run(a: DemoArgs) -> Result<()> {
             "  RL sampled {} tokens in {:.1} s; whole demo {:.1} s",
             s.rl_tokens_decoded, s.rl_sample_seconds, s.seconds
         );
+    }
+    if !s.before_examples.is_empty() && s.before_examples.len() == s.after_examples.len() {
+        println!();
+        println!("sampled answers (one per problem; ✓ = scored correct):");
+        for (b, af) in s.before_examples.iter().zip(&s.after_examples) {
+            let mark = |c: bool| if c { "✓" } else { "✗" };
+            println!("  prompt    {:?}", b.prompt);
+            println!("  after SFT {} {:?}", mark(b.correct), b.response);
+            println!("  after RL  {} {:?}", mark(af.correct), af.response);
+        }
     }
     println!("report: {} (metrics.jsonl, *.svg plots, checkpoints/)", dir.display());
     Ok(())

@@ -14,7 +14,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, ValueEnum};
 use treepo_sampler::DivPolicy;
 use treepo_trainer::pipeline::Algo;
@@ -144,8 +144,10 @@ fn arms(which: Which, base: &RunConfig) -> Vec<Arm> {
 }
 
 /// Runs the command.
-pub fn run(a: ExperimentArgs) -> Result<()> {
-    let mut base = RunConfig::load(&a.config)?;
+pub fn run(a: ExperimentArgs, overrides: &[String]) -> Result<()> {
+    let text = std::fs::read_to_string(&a.config)
+        .with_context(|| format!("--config {}", a.config.display()))?;
+    let mut base = crate::common::run_config(&text, &a.config, overrides)?;
     crate::common::set_config_origin(&a.config);
     if let Some(d) = &a.device {
         base.run.device = d.clone();
@@ -178,12 +180,26 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
 /// One SFT checkpoint per seed, shared by every arm.
 fn sft_checkpoint(a: &ExperimentArgs, base: &RunConfig, seed: u64) -> Result<PathBuf> {
     let dir = a.out.join(format!("sft-s{seed}"));
-    if let Some(ck) = checkpoint::latest(&dir)? {
-        return Ok(ck);
-    }
     let mut cfg = base.clone();
     cfg.run.seed = seed;
-    runner::run(&cfg, &dir, Phases { sft: true, rl: false }, false, true)?;
+    // An earlier invocation's SFT is reused — continued if it was interrupted — when it was
+    // trained with the same task, model and SFT settings.
+    let existing = checkpoint::latest(&dir)?;
+    if let Some(ck) = &existing
+        && let Some(saved) = checkpoint::run_config(ck)?
+        && (saved.task != cfg.task || saved.model != cfg.model || saved.sft != cfg.sft)
+    {
+        bail!(
+            "{} holds an SFT run of another configuration ([task], [model] or [sft] differ \
+             from {}); delete it or choose another --out",
+            dir.display(),
+            a.config.display()
+        );
+    }
+    let s = runner::run(&cfg, &dir, Phases { sft: true, rl: false }, existing.is_some(), true)?;
+    if s.interrupted {
+        bail!("interrupted during the SFT of seed {seed}; rerun the command to continue it");
+    }
     checkpoint::latest(&dir)?.ok_or_else(|| anyhow!("SFT of seed {seed} wrote no checkpoint"))
 }
 
@@ -228,7 +244,16 @@ fn compare(a: &ExperimentArgs, base: &RunConfig, which: Which) -> Result<String>
                 std::fs::remove_dir_all(&rd)?;
             }
             eprintln!("{} / {} / seed {seed}", name_of(which), arm.name);
-            sums.push(runner::run(&cfg, &rd, Phases { sft: false, rl: true }, false, true)?);
+            let s = runner::run(&cfg, &rd, Phases { sft: false, rl: true }, false, true)?;
+            if s.interrupted {
+                // The arms are short and rerun from the shared SFT checkpoint.
+                bail!(
+                    "interrupted during {} / seed {seed}; rerun the command (SFT checkpoints \
+                     are reused, arms start over)",
+                    arm.name
+                );
+            }
+            sums.push(s);
             if seed == 0 {
                 run_dirs.push(rd);
             }

@@ -11,6 +11,10 @@
 //! treepo bench                         engine throughput: tree vs sequential sampling
 //! treepo experiment NAME               the paper's comparisons at small scale
 //! ```
+//!
+//! `demo`, `sft`, `train` and `experiment` take `--section.key=value` overrides of any key of
+//! the run's TOML configuration (`--rl.steps=10 --sft.optim.lr=1e-4`). A run stopped by Ctrl-C
+//! saves a checkpoint, says how to resume it and exits with 130.
 
 mod bench_cmd;
 mod common;
@@ -18,6 +22,7 @@ mod demo;
 mod device;
 mod eval_cmd;
 mod experiment;
+mod progress;
 mod runner;
 mod sample;
 mod sample_report;
@@ -54,19 +59,39 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (args, overrides) = match common::split_overrides(std::env::args().collect()) {
+        Ok(split) => split,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
     common::install_ctrl_c();
+    let no_overrides = |what: &str| -> anyhow::Result<()> {
+        match overrides.first() {
+            Some(o) => anyhow::bail!(
+                "--{o}: `treepo {what}` has no run configuration to override (overrides apply \
+                 to demo, sft, train and experiment)"
+            ),
+            None => Ok(()),
+        }
+    };
     let result = match cli.command {
-        Command::Demo(a) => demo::run(a),
-        Command::Sft(a) => train_cmd::run(a, true),
-        Command::Train(a) => train_cmd::run(a, false),
-        Command::Eval(a) => eval_cmd::run(a),
-        Command::Sample(args) => sample::run(&args),
-        Command::Bench(a) => bench_cmd::run(a),
-        Command::Experiment(a) => experiment::run(a),
+        Command::Demo(a) => demo::run(a, &overrides),
+        Command::Sft(a) => train_cmd::run(a, true, &overrides),
+        Command::Train(a) => train_cmd::run(a, false, &overrides),
+        Command::Eval(a) => no_overrides("eval").and_then(|()| eval_cmd::run(a)),
+        Command::Sample(args) => no_overrides("sample").and_then(|()| sample::run(&args)),
+        Command::Bench(a) => no_overrides("bench").and_then(|()| bench_cmd::run(a)),
+        Command::Experiment(a) => experiment::run(a, &overrides),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<common::Interrupted>().is_some() => {
+            eprintln!("{e}");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -16,6 +16,7 @@ use treepo_trainer::tasks::{Split, TaskRng, problems};
 use treepo_trainer::train::{AdamW, Trainer};
 
 use crate::common::{self, interrupted};
+use crate::progress::Progress;
 
 /// Which phases to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,8 +42,12 @@ pub struct Summary {
     pub rl_sample_seconds: f64,
     /// Wall-clock seconds of the whole run.
     pub seconds: f64,
-    /// Whether Ctrl-C stopped the run early.
+    /// Whether Ctrl-C stopped the run early (callers turn it into [`common::Interrupted`]).
     pub interrupted: bool,
+    /// A few sampled answers after SFT (empty for quiet runs and runs resumed past SFT).
+    pub before_examples: Vec<pipeline::Example>,
+    /// The same problems' answers after RL.
+    pub after_examples: Vec<pipeline::Example>,
 }
 
 /// Runs `cfg` into `run_dir`.
@@ -60,11 +65,14 @@ pub fn run(
     let existing = checkpoint::latest(run_dir)?;
     if existing.is_some() && !resume {
         return Err(anyhow!(
-            "{} already holds a run: pass --resume to continue it, or choose another --name/--out",
+            "{} already holds a run: pass --resume to continue it, --force to delete it and start \
+             over, or choose another --name/--out",
             run_dir.display()
         ));
     }
-    std::fs::write(run_dir.join("config.toml"), cfg.to_toml()?).context("writing config.toml")?;
+    let config_path = run_dir.join("config.toml");
+    std::fs::write(&config_path, cfg.to_toml()?)
+        .with_context(|| format!("writing {}", config_path.display()))?;
     let dev = common::device(&cfg.run.device)?;
     let task = common::task(cfg)?;
     let (model, tok) = common::model(&dev, cfg, task.as_ref())?;
@@ -84,7 +92,7 @@ pub fn run(
         common::sampler_config(&cfg.rl.sampler, task.as_ref(), &tok, &model, cfg.run.seed)?;
     let mut eval_sampler = rl_sampler.clone();
     eval_sampler.temperature = cfg.eval.temperature;
-    eval_sampler.seed = cfg.run.seed ^ 0xe7a1;
+    eval_sampler.seed = common::eval_seed(cfg.run.seed);
     let mut sample = common::sample_fn(&tok, &hooks, cfg.run.kv_pages);
     let eval_problems = problems(task.as_ref(), Split::Eval, 0..cfg.eval.problems as u64)
         .map_err(|e| anyhow!("{e}"))?;
@@ -119,7 +127,7 @@ pub fn run(
         // Resumed mid-SFT: the demonstration stream continues where the checkpoint left it.
         let mut rng =
             state.sft_rng.map_or_else(|| TaskRng::for_query(state.rng, 0), TaskRng::from_state);
-        let pb = common::progress(cfg.sft.steps as u64, "sft");
+        let mut pb = Progress::new(cfg.sft.steps as u64, "sft");
         pb.set_position(state.step);
         let batch = cfg.sft.batch_size;
         while (state.step as usize) < cfg.sft.steps {
@@ -127,7 +135,8 @@ pub fn run(
                 break;
             }
             let first = state.next_problem;
-            let losses = pipeline::sft_steps(
+            let t_step = Instant::now();
+            let reports = pipeline::sft_steps(
                 &mut trainer,
                 task.as_ref(),
                 &tok,
@@ -137,12 +146,24 @@ pub fn run(
                 &mut rng,
                 |_, _| {},
             )?;
+            let secs = t_step.elapsed().as_secs_f64();
+            let r = &reports[0];
             state.step += 1;
             state.sft_steps = state.step;
             state.next_problem += batch as u64;
-            metrics.log("sft", state.step, &serde_json::json!({"loss": losses[0]}))?;
-            pb.set_message(format!("loss {:.4}", losses[0]));
-            pb.inc(1);
+            let tokens_per_s = r.tokens as f64 / secs.max(1e-9);
+            metrics.log(
+                "sft",
+                state.step,
+                &serde_json::json!({"loss": r.loss, "lr": r.step.lr, "grad_norm": r.step.grad_norm,
+                    "clipped": r.step.clipped, "tokens": r.tokens, "tokens_per_s": tokens_per_s,
+                    "seconds": secs}),
+            )?;
+            pb.set_message(format!(
+                "loss {:.4} lr {:.1e} grad norm {:.3} | {:.0} tok/s",
+                r.loss, r.step.lr, r.step.grad_norm, tokens_per_s
+            ));
+            pb.inc();
             // Periodic checkpoints (the last step's is the one below).
             let every = cfg.run.checkpoint_every;
             if every > 0
@@ -150,7 +171,7 @@ pub fn run(
                 && (state.step as usize) < cfg.sft.steps
             {
                 state.sft_rng = Some(rng.state());
-                save(run_dir, &trainer, &tok, &state, cfg.run.keep_last)?;
+                save(run_dir, &trainer, &tok, &state, cfg)?;
             }
         }
         pb.finish();
@@ -161,17 +182,21 @@ pub fn run(
             state.rng = state.rng.wrapping_add(state.step);
             state.sft_rng = None;
         }
-        save(run_dir, &trainer, &tok, &state, cfg.run.keep_last)?;
+        save(run_dir, &trainer, &tok, &state, cfg)?;
         if interrupted() {
             summary.interrupted = true;
-            eprintln!("interrupted: checkpoint saved in {}", run_dir.join("checkpoints").display());
             return Ok(summary);
         }
     }
 
-    // Evaluation before RL.
-    let eval = |trainer: &Trainer, sample: &mut pipeline::SampleFn<'_>| -> Result<EvalReport> {
-        Ok(pipeline::evaluate(
+    // Evaluation: logged with the KV exhaustion it met (a cut sample scores as wrong).
+    let eval = |trainer: &Trainer,
+                sample: &mut pipeline::SampleFn<'_>,
+                metrics: &mut MetricsLog,
+                (when, step, tokens): (&str, u64, u64)|
+     -> Result<EvalReport> {
+        let kv_before = common::kv_exhaustion();
+        let r = pipeline::evaluate(
             sample,
             &trainer.model,
             &eval_sampler,
@@ -179,15 +204,29 @@ pub fn run(
             &tok,
             &eval_problems,
             cfg.eval.k,
-        )?)
+        )?;
+        let kv = common::kv_exhaustion().since(kv_before);
+        if kv.any() {
+            eprintln!(
+                "warning: eval {when}: the KV pool (run.kv_pages = {}) ran out: {} samples cut \
+                 short; raise run.kv_pages",
+                cfg.run.kv_pages, kv.leaves
+            );
+        }
+        let record = serde_json::json!({"when": when, "tokens_decoded": tokens, "report": &r,
+            "kv_exhausted": &kv});
+        metrics.log("eval", step, &record)?;
+        Ok(r)
+    };
+    // A few answers for people to read, before and after RL (not for the quiet experiment runs).
+    let n_examples = if quiet { 0 } else { eval_problems.len().min(3) };
+    let examples = |trainer: &Trainer, sample: &mut pipeline::SampleFn<'_>| {
+        let problems = &eval_problems[..n_examples];
+        pipeline::examples(sample, &trainer.model, &eval_sampler, task.as_ref(), &tok, problems)
     };
     if phases.rl && state.phase == "sft" {
-        let before = eval(&trainer, &mut sample)?;
-        metrics.log(
-            "eval",
-            0,
-            &serde_json::json!({"when": "after_sft", "tokens_decoded": 0, "report": &before}),
-        )?;
+        let before = eval(&trainer, &mut sample, &mut metrics, ("after_sft", 0, 0))?;
+        summary.before_examples = examples(&trainer, &mut sample)?;
         if !quiet {
             eprintln!(
                 "after SFT: avg@{k} {:.3}, pass@{k} {:.3}, maj@{k} {:.3}, length {:.1}",
@@ -244,7 +283,7 @@ pub fn run(
                 &trainer.model.params_host()?,
             )?);
         }
-        let pb = common::progress(cfg.rl.steps, cfg.rl.algo.name());
+        let mut pb = Progress::new(cfg.rl.steps, cfg.rl.algo.name());
         pb.set_position(state.step);
         let q = cfg.rl.queries_per_step;
         let mut next_index = state.next_problem.max(1 << 20);
@@ -262,6 +301,7 @@ pub fn run(
             // uninterrupted run would have drawn.
             settings.sampler.seed = splitmix(rl_sampler.seed ^ state.step);
             let kv_before = common::kv_exhaustion();
+            let t_step = Instant::now();
             let stats = pipeline::rl_iteration(
                 &mut trainer,
                 &mut sample,
@@ -283,54 +323,59 @@ pub fn run(
                 ));
             }
             pb.set_message(format!(
-                "reward {:+.3} acc {:.3} len {:.1}",
-                stats.reward, stats.acc, stats.response_len
+                "reward {:+.3} acc {:.3} len {:.1} | {:.0} tok/s",
+                stats.reward,
+                stats.acc,
+                stats.response_len,
+                stats.tokens_decoded as f64 / t_step.elapsed().as_secs_f64().max(1e-9)
             ));
-            pb.inc(1);
+            pb.inc();
             if cfg.eval.every > 0
                 && state.step.is_multiple_of(cfg.eval.every)
                 && state.step < cfg.rl.steps
             {
-                let r = eval(&trainer, &mut sample)?;
-                metrics.log("eval", state.step, &serde_json::json!({"when": "during_rl", "tokens_decoded": state.tokens_decoded, "report": &r}))?;
+                let at = ("during_rl", state.step, state.tokens_decoded);
+                eval(&trainer, &mut sample, &mut metrics, at)?;
             }
             // Periodic checkpoints (the last step's is the one after the loop).
             if cfg.run.checkpoint_every > 0
                 && state.step.is_multiple_of(cfg.run.checkpoint_every)
                 && state.step < cfg.rl.steps
             {
-                save(run_dir, &trainer, &tok, &state, cfg.run.keep_last)?;
+                save(run_dir, &trainer, &tok, &state, cfg)?;
             }
         }
         pb.finish();
-        save(run_dir, &trainer, &tok, &state, cfg.run.keep_last)?;
+        save(run_dir, &trainer, &tok, &state, cfg)?;
         summary.rl_tokens_decoded = state.tokens_decoded;
         summary.rl_sample_seconds = state.sample_seconds;
         if interrupted() {
             summary.interrupted = true;
-            eprintln!("interrupted: checkpoint saved in {}", run_dir.join("checkpoints").display());
             return Ok(summary);
         }
-        let after = eval(&trainer, &mut sample)?;
-        metrics.log("eval", state.step, &serde_json::json!({"when": "after_rl", "tokens_decoded": state.tokens_decoded, "report": &after}))?;
-        summary.after = Some(after);
+        let at = ("after_rl", state.step, state.tokens_decoded);
+        summary.after = Some(eval(&trainer, &mut sample, &mut metrics, at)?);
+        summary.after_examples = examples(&trainer, &mut sample)?;
     }
     summary.seconds = t0.elapsed().as_secs_f64();
-    std::fs::write(run_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?)?;
+    let summary_path = run_dir.join("summary.json");
+    std::fs::write(&summary_path, serde_json::to_string_pretty(&summary)?)
+        .with_context(|| format!("writing {}", summary_path.display()))?;
     plots(run_dir, &[run_dir.to_path_buf()])?;
     Ok(summary)
 }
 
-/// Saves a checkpoint (durably; healthy weights only), then prunes to the newest `keep_last`.
+/// Saves a checkpoint (durably; healthy weights only) with the run's configuration, then prunes
+/// to the newest `run.keep_last`.
 fn save(
     run_dir: &Path,
     trainer: &Trainer,
     tok: &treepo_trainer::model::Tokenizer,
     state: &TrainerState,
-    keep_last: u64,
+    cfg: &RunConfig,
 ) -> Result<()> {
-    checkpoint::save(run_dir, trainer, tok, state)?;
-    checkpoint::prune(run_dir, usize::try_from(keep_last).unwrap_or(usize::MAX))?;
+    checkpoint::save(run_dir, trainer, tok, state, Some(cfg))?;
+    checkpoint::prune(run_dir, usize::try_from(cfg.run.keep_last).unwrap_or(usize::MAX))?;
     Ok(())
 }
 
@@ -342,12 +387,14 @@ fn splitmix(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Accuracy vs RL step and vs tokens decoded, one line per run directory (labelled with its
-/// algorithm), written into `out`.
+/// The plots of the phases the runs logged, one line per run directory (labelled with its
+/// algorithm), written into `out`: the SFT loss vs step (`sft_loss_vs_step.svg`); for RL, eval
+/// accuracy vs RL step and vs tokens decoded and the rollouts' accuracy vs step.
 pub fn plots(out: &Path, runs: &[PathBuf]) -> Result<()> {
     let mut by_step = Vec::new();
     let mut by_tokens = Vec::new();
     let mut train_acc = Vec::new();
+    let mut sft_loss = Vec::new();
     for dir in runs {
         let records = MetricsLog::read(&dir.join("metrics.jsonl"))?;
         let algo = records
@@ -382,9 +429,27 @@ pub fn plots(out: &Path, runs: &[PathBuf]) -> Result<()> {
             .filter(|r| r.get("phase").and_then(|p| p.as_str()) == Some("rl"))
             .filter_map(|r| Some((r.get("step")?.as_f64()?, r.get("stats")?.get("acc")?.as_f64()?)))
             .collect();
+        let loss: Vec<(f64, f64)> = records
+            .iter()
+            .filter(|r| r.get("phase").and_then(|p| p.as_str()) == Some("sft"))
+            .filter_map(|r| Some((r.get("step")?.as_f64()?, r.get("loss")?.as_f64()?)))
+            .collect();
         by_step.push(plot::Series { label: label.clone(), points: s });
         by_tokens.push(plot::Series { label: label.clone(), points: t });
-        train_acc.push(plot::Series { label, points: a });
+        train_acc.push(plot::Series { label: label.clone(), points: a });
+        sft_loss.push(plot::Series { label, points: loss });
+    }
+    if sft_loss.iter().any(|s| !s.points.is_empty()) {
+        plot::line_plot(
+            &out.join("sft_loss_vs_step.svg"),
+            "SFT loss (mean NLL of the response tokens) vs step",
+            "SFT step",
+            "loss",
+            &sft_loss,
+        )?;
+    }
+    if by_step.iter().chain(&train_acc).all(|s| s.points.is_empty()) {
+        return Ok(());
     }
     plot::line_plot(
         &out.join("eval_acc_vs_step.svg"),

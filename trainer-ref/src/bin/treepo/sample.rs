@@ -1,6 +1,11 @@
 //! `treepo sample`: load a checkpoint and its tokenizer, sample one prompt with TreePO (or the
 //! sequential baseline) on the model's [`ModelEngine`], print every trajectory and the cost,
 //! and write the tree as SVG/DOT.
+//!
+//! A checkpoint saved by a run carries its configuration (`run.toml`): the task (answer marker,
+//! stop symbol) and the sampler shape (`w`, `b`, `d`, `l`, the response limit) default to the
+//! run's. Otherwise the defaults are w = 16, b = 2, l = 16 and as many segments (at most 6) as
+//! the model's context leaves after the prompt.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,6 +16,7 @@ use clap::Args;
 use treepo_sampler::{ConfigError, Query, TreeConfig, TreeSampler};
 use treepo_trainer::engine::{EngineConfig, ModelEngine};
 use treepo_trainer::model::{Model, Tokenizer};
+use treepo_trainer::run::{RunConfig, checkpoint};
 use treepo_trainer::tasks::{Hooks, TaskConfig, TextAnswerHooks};
 
 use crate::device::DeviceArg;
@@ -18,13 +24,17 @@ use crate::device::DeviceArg;
 /// Arguments of `treepo sample`.
 #[derive(Args, Debug)]
 pub struct SampleArgs {
-    /// Checkpoint directory: config.json, model.safetensors (or a sharded index) and
-    /// tokenizer.json or char_tokenizer.json.
+    /// A checkpoint directory (config.json, model.safetensors or a sharded index, and
+    /// tokenizer.json or char_tokenizer.json), a run directory (its latest checkpoint) or a
+    /// run's checkpoints/ directory.
     #[arg(long)]
     pub model: PathBuf,
     /// The prompt text.
-    #[arg(long)]
-    pub prompt: String,
+    #[arg(long, required_unless_present = "prompt_ids", conflicts_with = "prompt_ids")]
+    pub prompt: Option<String>,
+    /// The prompt as token ids, comma-separated (e.g. `--prompt-ids 1,15,4`).
+    #[arg(long, value_delimiter = ',')]
+    pub prompt_ids: Option<Vec<u32>>,
     /// TreePO tree sampling (the default).
     #[arg(long, conflicts_with = "sequential")]
     pub tree: bool,
@@ -34,18 +44,18 @@ pub struct SampleArgs {
     /// Backend to run on.
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceArg,
-    /// w: trajectories per prompt.
-    #[arg(long, default_value_t = 16)]
-    pub width: usize,
-    /// b: children per active path per step.
-    #[arg(long, default_value_t = 2)]
-    pub branch: usize,
-    /// d: segments per trajectory at most.
-    #[arg(long, default_value_t = 6)]
-    pub depth: usize,
-    /// l: tokens per segment.
-    #[arg(long, default_value_t = 16)]
-    pub segment: usize,
+    /// w: trajectories per prompt [default: the run's, else 16].
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// b: children per active path per step [default: the run's, else 2].
+    #[arg(long)]
+    pub branch: Option<usize>,
+    /// d: segments per trajectory at most [default: the run's, else as many as fit, up to 6].
+    #[arg(long)]
+    pub depth: Option<usize>,
+    /// l: tokens per segment [default: the run's, else 16].
+    #[arg(long)]
+    pub segment: Option<usize>,
     /// Sampling temperature (0 = greedy).
     #[arg(long, default_value_t = 1.0)]
     pub temperature: f32,
@@ -59,7 +69,8 @@ pub struct SampleArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Task whose answer marker and stop symbol the hooks use (parity-cot, countdown,
-    /// arithmetic, math). Default: `\boxed{}` / `####` answers and the model's EOS ids.
+    /// arithmetic, math) [default: the run's; without one, `\boxed{}` / `####` answers and the
+    /// model's EOS ids].
     #[arg(long)]
     pub task: Option<String>,
     /// KV pool pages of 16 tokens (default: enough for the whole tree).
@@ -73,29 +84,50 @@ pub struct SampleArgs {
     pub dot: Option<PathBuf>,
 }
 
+/// The tree shape a run of `treepo sample` used (flags, the run's config or the defaults).
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    /// w.
+    pub width: usize,
+    /// b.
+    pub branch: usize,
+    /// d.
+    pub depth: usize,
+    /// l.
+    pub segment: usize,
+}
+
 /// Runs the subcommand.
 pub fn run(a: &SampleArgs) -> anyhow::Result<()> {
-    if !a.model.is_dir() {
-        bail!(
-            "model directory {} does not exist (expected config.json, model.safetensors and a tokenizer)",
-            a.model.display()
-        );
-    }
+    let dir = crate::common::checkpoint_dir(&a.model, "--model")?;
+    let saved = checkpoint::run_config(&dir)?;
     let dev = a.device.open()?;
-    let model = Model::load(&dev, &a.model)
-        .with_context(|| format!("cannot load the model from {}", a.model.display()))?;
+    let model = Model::load(&dev, &dir)
+        .with_context(|| format!("cannot load the model from {}", dir.display()))?;
     let cfg = model.config();
-    let tok = Tokenizer::load(&a.model, cfg.vocab_size)
-        .with_context(|| format!("cannot load the tokenizer of {}", a.model.display()))?;
-    let prompt = tok.encode(&a.prompt).context("cannot encode the prompt")?;
+    let tok = Tokenizer::load(&dir, cfg.vocab_size)
+        .with_context(|| format!("cannot load the tokenizer of {}", dir.display()))?;
+    let prompt = match (&a.prompt, &a.prompt_ids) {
+        (_, Some(ids)) => {
+            if let Some(bad) = ids.iter().find(|&&t| t as usize >= cfg.vocab_size) {
+                bail!(
+                    "--prompt-ids: token {bad} is outside the vocabulary (size {})",
+                    cfg.vocab_size
+                );
+            }
+            ids.clone()
+        }
+        (Some(text), None) => tok.encode(text).context("--prompt: cannot encode the prompt")?,
+        (None, None) => bail!("give --prompt TEXT or --prompt-ids 1,2,3"),
+    };
     if prompt.is_empty() {
         bail!("the prompt encodes to no tokens");
     }
-    let (hooks, stop) = hooks(a.task.as_deref(), &tok)?;
-    if a.depth.checked_mul(a.segment).is_none_or(|n| n > i32::MAX as usize) {
-        bail!("--depth {} × --segment {} is far too long a response", a.depth, a.segment);
-    }
-    let mut config = TreeConfig::with_shape(a.depth, a.segment, a.branch, a.width);
+    let (hooks, stop) = hooks(a.task.as_deref(), saved.as_ref(), &tok)?;
+    let (shape, response_limit) =
+        shape(a, saved.as_ref(), prompt.len(), cfg.max_position_embeddings)?;
+    let mut config = TreeConfig::with_shape(shape.depth, shape.segment, shape.branch, shape.width);
+    config.max_response_length = response_limit;
     config.temperature = a.temperature;
     config.top_k = a.top_k;
     config.top_p = a.top_p;
@@ -103,7 +135,8 @@ pub fn run(a: &SampleArgs) -> anyhow::Result<()> {
     config.stop_token_ids = cfg.eos_token_ids.iter().copied().chain(stop).collect();
     if config.stop_token_ids.is_empty() {
         eprintln!(
-            "note: no stop token (no eos_token_id in config.json and no --task): paths run to depth d"
+            "note: no stop token (no eos_token_id in config.json, no --task and no run.toml): \
+             paths run to depth d"
         );
     }
     // The flags the user typed, not the sampler's config keys.
@@ -134,7 +167,8 @@ pub fn run(a: &SampleArgs) -> anyhow::Result<()> {
     }
     .context("sampling failed")?;
     let secs = start.elapsed().as_secs_f64();
-    crate::sample_report::print(&tree, &tok, &engine, a, secs);
+    let shown = a.prompt.clone().unwrap_or_else(|| tok.decode(&prompt).unwrap_or_default());
+    crate::sample_report::print(&tree, &tok, &engine, a, shape, &shown, secs);
     if let Some(p) = &a.svg {
         std::fs::write(p, tree.to_svg())
             .with_context(|| format!("cannot write {}", p.display()))?;
@@ -146,6 +180,63 @@ pub fn run(a: &SampleArgs) -> anyhow::Result<()> {
         println!("wrote {}", p.display());
     }
     Ok(())
+}
+
+/// The tree shape and response limit: each flag given, else the run's `rl.sampler`, else the
+/// defaults, with `d` (when not given) lowered to what the model's context leaves after the
+/// prompt. Errors name the flag to change.
+fn shape(
+    a: &SampleArgs,
+    saved: Option<&RunConfig>,
+    prompt: usize,
+    positions: usize,
+) -> anyhow::Result<(Shape, Option<usize>)> {
+    let run = saved.map(|c| &c.rl.sampler);
+    let pick = |flag: Option<usize>, of_run: fn(&TreeConfig) -> usize, default: usize| {
+        flag.or(run.map(of_run)).unwrap_or(default)
+    };
+    let segment = pick(a.segment, |c| c.tree_max_token_per_step, 16);
+    let width = pick(a.width, |c| c.tree_max_width, 16);
+    // The run's (or the default) b is lowered to a --width below it; a --branch typed above
+    // --width is the user's error, reported in flag terms.
+    let branch = match a.branch {
+        Some(b) => b,
+        None => pick(None, |c| c.tree_fixed_step_div, 2).min(width.max(1)),
+    };
+    let limit = if a.depth.is_none() && a.segment.is_none() {
+        run.and_then(|c| c.max_response_length)
+    } else {
+        None
+    };
+    let depth = match a.depth {
+        Some(d) => d,
+        None => {
+            let wanted = run.map_or(6, |c| c.tree_max_depth);
+            // Room for the response: the context minus the prompt (one position spare).
+            let room = positions.saturating_sub(prompt + 1);
+            let fits = room / segment.max(1);
+            if fits == 0 {
+                bail!(
+                    "the prompt ({prompt} tokens) leaves {room} of the model's {positions} \
+                     positions, less than one segment of {segment}: lower --segment or shorten \
+                     the prompt"
+                );
+            }
+            if fits < wanted {
+                eprintln!(
+                    "note: d = {fits} segments of {segment} tokens (the model's context of \
+                     {positions} positions leaves {room} after the prompt); set --depth to \
+                     choose"
+                );
+            }
+            wanted.min(fits)
+        }
+    };
+    if depth.checked_mul(segment).is_none_or(|n| n > i32::MAX as usize) {
+        bail!("--depth {depth} × --segment {segment} is far too long a response");
+    }
+    let limit = limit.filter(|&m| m < depth * segment);
+    Ok((Shape { width, branch, depth, segment }, limit))
 }
 
 /// A sampler configuration error in terms of this command's flags.
@@ -166,13 +257,21 @@ pub fn flag_error(e: &ConfigError) -> String {
     }
 }
 
-/// The task's hooks and stop symbol, or text hooks with no extra stop id.
-fn hooks(task: Option<&str>, tok: &Tokenizer) -> anyhow::Result<(Hooks, Option<u32>)> {
+/// The task's hooks and stop symbol (the `--task` named, else the run's), or text hooks with no
+/// extra stop id.
+fn hooks(
+    task: Option<&str>,
+    saved: Option<&RunConfig>,
+    tok: &Tokenizer,
+) -> anyhow::Result<(Hooks, Option<u32>)> {
     let text = Arc::new(tok.clone());
-    let Some(name) = task else {
-        return Ok((Hooks::Text(TextAnswerHooks::new(text)), None));
+    let task = match (task, saved) {
+        (Some(name), Some(c)) if c.task.kind().name() == name => c.task.build()?,
+        (Some(name), _) => TaskConfig::from_name(name)?.build()?,
+        (None, Some(c)) => c.task.build().context("the run's task (run.toml)")?,
+        (None, None) => return Ok((Hooks::Text(TextAnswerHooks::new(text)), None)),
     };
-    let task = TaskConfig::from_name(name)?.build()?;
+    let name = task.name();
     let hooks =
         task.hooks(text).with_context(|| format!("the tokenizer does not fit task {name}"))?;
     let stop = match task.stop_symbol() {

@@ -4,7 +4,7 @@ use treepo_sampler::RolloutTree;
 use treepo_trainer::engine::ModelEngine;
 use treepo_trainer::model::Tokenizer;
 
-use crate::sample::SampleArgs;
+use crate::sample::{SampleArgs, Shape};
 
 /// Prints the trajectories of the (single) query of `tree` and the cost summary.
 pub fn print(
@@ -12,16 +12,18 @@ pub fn print(
     tok: &Tokenizer,
     engine: &ModelEngine<'_>,
     a: &SampleArgs,
+    shape: Shape,
+    prompt: &str,
     secs: f64,
 ) {
     let mode = if a.sequential { "sequential" } else { "tree" };
     let cfg = engine.model().config();
     println!(
         "{mode} sampling: w={} b={} d={} l={} T={} seed={} | model {} layers, C={}, vocab {} | attention head size {}",
-        a.width,
-        a.branch,
-        a.depth,
-        a.segment,
+        shape.width,
+        shape.branch,
+        shape.depth,
+        shape.segment,
         a.temperature,
         a.seed,
         cfg.num_hidden_layers,
@@ -32,7 +34,7 @@ pub fn print(
     let mut trajectories = 0;
     let mut tokens = 0;
     for q in tree.queries() {
-        println!("prompt: {:?} ({} tokens), status {:?}", a.prompt, q.prompt().len(), q.status());
+        println!("prompt: {prompt:?} ({} tokens), status {:?}", q.prompt().len(), q.status());
         for (i, leaf) in q.leaves().iter().enumerate() {
             let ids = q.response_tokens(i);
             let logp: f32 = q.response_logprobs(i).iter().sum();

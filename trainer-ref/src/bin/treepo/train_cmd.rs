@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, anyhow};
 use clap::Args;
 use treepo_trainer::pipeline::Algo;
-use treepo_trainer::run::RunConfig;
 
 use crate::common;
 use crate::runner::{self, Phases};
@@ -29,8 +28,11 @@ pub struct TrainArgs {
     #[arg(long)]
     seed: Option<u64>,
     /// Continue the run from its last checkpoint (exact step, optimizer state and RNG).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "force")]
     resume: bool,
+    /// Delete an existing run directory of this name and start over.
+    #[arg(long)]
+    force: bool,
 }
 
 fn parse_algo(s: &str) -> Result<Algo, String> {
@@ -40,7 +42,7 @@ fn parse_algo(s: &str) -> Result<Algo, String> {
 }
 
 /// Runs the command (`sft_only`: `treepo sft`).
-pub fn run(a: TrainArgs, sft_only: bool) -> Result<()> {
+pub fn run(a: TrainArgs, sft_only: bool, overrides: &[String]) -> Result<()> {
     let name = match a.name {
         Some(n) => n,
         None => a
@@ -55,7 +57,9 @@ pub fn run(a: TrainArgs, sft_only: bool) -> Result<()> {
     if let Some(d) = &a.device {
         common::device_name(d).map_err(|e| anyhow!("--device: {e}"))?;
     }
-    let mut cfg = RunConfig::load(&a.config)?;
+    let text = std::fs::read_to_string(&a.config)
+        .with_context(|| format!("--config {}", a.config.display()))?;
+    let mut cfg = common::run_config(&text, &a.config, overrides)?;
     common::set_config_origin(&a.config);
     if let Some(algo) = a.algo {
         cfg.rl.algo = algo;
@@ -69,7 +73,13 @@ pub fn run(a: TrainArgs, sft_only: bool) -> Result<()> {
     cfg.validate().with_context(|| a.config.display().to_string())?;
     let dir = cfg.run.out_dir.join(name);
     let phases = Phases { sft: cfg.model.path.is_none() || sft_only, rl: !sft_only };
+    if a.force {
+        common::remove_run_dir(&dir)?;
+    }
     let s = runner::run(&cfg, &dir, phases, a.resume, false)?;
+    if s.interrupted {
+        return Err(common::Interrupted { checkpoints: dir.join("checkpoints") }.into());
+    }
     if let (Some(b), Some(af)) = (&s.before, &s.after) {
         println!(
             "avg@{k}: {:.3} after SFT -> {:.3} after RL ({})",
