@@ -352,18 +352,9 @@ pub fn evaluate(
     k: usize,
 ) -> Result<EvalReport, TrainError> {
     let t0 = Instant::now();
-    let mut cfg = base.clone();
-    cfg.tree_max_width = k;
-    cfg.tree_random_first_div_min = None;
-    cfg.tree_random_first_div_max = None;
-    let tree = sample_fn(model, &cfg, SamplingMode::Sequential, problems)?;
-    let r = Rollouts::collect(&tree, problems, task, tok, None)?;
-    let mut report = EvalReport {
-        problems: problems.len(),
-        k,
-        tokens_decoded: tree.cost().tokens_decoded,
-        ..Default::default()
-    };
+    let (r, tokens_decoded) = independent_samples(sample_fn, model, base, k, task, tok, problems)?;
+    let mut report =
+        EvalReport { problems: problems.len(), k, tokens_decoded, ..Default::default() };
     let (mut avg, mut pass, mut maj, mut len) = (0f64, 0f64, 0f64, 0f64);
     for q in 0..problems.len() {
         let leaves: Vec<_> = r.leaves.iter().filter(|l| l.query == q).collect();
@@ -406,13 +397,7 @@ pub fn examples(
     tok: &Tokenizer,
     problems: &[Problem],
 ) -> Result<Vec<Example>, TrainError> {
-    let mut cfg = base.clone();
-    cfg.tree_max_width = 1;
-    cfg.tree_fixed_step_div = 1;
-    cfg.tree_random_first_div_min = None;
-    cfg.tree_random_first_div_max = None;
-    let tree = sample_fn(model, &cfg, SamplingMode::Sequential, problems)?;
-    let r = Rollouts::collect(&tree, problems, task, tok, None)?;
+    let (r, _) = independent_samples(sample_fn, model, base, 1, task, tok, problems)?;
     Ok(r.leaves
         .iter()
         .map(|l| Example {
@@ -421,4 +406,25 @@ pub fn examples(
             correct: l.score.correct,
         })
         .collect())
+}
+
+/// `k` independent samples per problem (sequential sampling with `base`'s temperature, limits and
+/// seed; its width set to `k`), scored; with the tokens decoded.
+fn independent_samples(
+    sample_fn: &mut SampleFn<'_>,
+    model: &Model,
+    base: &TreeConfig,
+    k: usize,
+    task: &dyn Task,
+    tok: &Tokenizer,
+    problems: &[Problem],
+) -> Result<(Rollouts, usize), TrainError> {
+    let mut cfg = base.clone();
+    cfg.tree_max_width = k;
+    cfg.tree_fixed_step_div = cfg.tree_fixed_step_div.min(k);
+    cfg.tree_random_first_div_min = None;
+    cfg.tree_random_first_div_max = None;
+    let tree = sample_fn(model, &cfg, SamplingMode::Sequential, problems)?;
+    let r = Rollouts::collect(&tree, problems, task, tok, None)?;
+    Ok((r, tree.cost().tokens_decoded))
 }

@@ -121,7 +121,7 @@ impl LineLog {
         let left = self.len.saturating_sub(self.pos);
         let eta =
             if rate > 0.0 { format!(", ETA {}", human(left as f64 / rate)) } else { String::new() };
-        let pct = if self.len > 0 { 100 * self.pos / self.len } else { 100 };
+        let pct = self.pos.saturating_mul(100).checked_div(self.len).unwrap_or(100);
         eprintln!(
             "{} {} {}/{} ({pct}%) {}, {rate:.2} steps/s, elapsed {}{eta}",
             humantime::format_rfc3339_seconds(SystemTime::now()),
