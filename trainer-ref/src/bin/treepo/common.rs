@@ -80,12 +80,6 @@ pub fn device_name(name: &str) -> Result<()> {
         .map_err(|_| anyhow!("unknown device `{name}` (auto, cpu, cuda, wgpu)"))
 }
 
-/// The run configuration in `text` (from `origin`) with the command line's `--section.key=value`
-/// overrides applied (see `RunConfig::from_toml_with_overrides`).
-pub fn run_config(text: &str, origin: &Path, overrides: &[String]) -> Result<RunConfig> {
-    Ok(RunConfig::from_toml_with_overrides(text, origin, overrides)?)
-}
-
 /// Splits `--section.key=value` config overrides (a dotted key: no flag of the CLI has a dot)
 /// from the other arguments; returns `(arguments, overrides as "section.key=value")`.
 pub fn split_overrides(args: Vec<String>) -> Result<(Vec<String>, Vec<String>)> {

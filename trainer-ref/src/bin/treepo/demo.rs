@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
+use treepo_trainer::run::RunConfig;
+
 use crate::common::Interrupted;
 use crate::runner::{self, Phases};
 
@@ -39,7 +41,7 @@ pub struct DemoArgs {
 /// Runs the demo.
 pub fn run(a: DemoArgs, overrides: &[String]) -> Result<()> {
     let origin = std::path::Path::new("configs/demo.toml");
-    let mut cfg = crate::common::run_config(DEMO_CONFIG, origin, overrides)?;
+    let mut cfg = RunConfig::from_toml_with_overrides(DEMO_CONFIG, origin, overrides)?;
     crate::common::set_config_origin(origin);
     cfg.run.device = a.device;
     cfg.run.seed = a.seed;

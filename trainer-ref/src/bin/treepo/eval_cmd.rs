@@ -94,7 +94,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
     if let Some(t) = a.temperature {
         base.temperature = t;
     }
-    if let Some(max) = a.max_tokens.or(if saved.is_none() { Some(64) } else { None }) {
+    if let Some(max) = a.max_tokens.or(saved.is_none().then_some(64)) {
         base.tree_max_depth = max.div_ceil(base.tree_max_token_per_step);
         base.max_response_length = Some(max);
     }

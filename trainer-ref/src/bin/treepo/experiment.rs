@@ -147,7 +147,7 @@ fn arms(which: Which, base: &RunConfig) -> Vec<Arm> {
 pub fn run(a: ExperimentArgs, overrides: &[String]) -> Result<()> {
     let text = std::fs::read_to_string(&a.config)
         .with_context(|| format!("--config {}", a.config.display()))?;
-    let mut base = crate::common::run_config(&text, &a.config, overrides)?;
+    let mut base = RunConfig::from_toml_with_overrides(&text, &a.config, overrides)?;
     crate::common::set_config_origin(&a.config);
     if let Some(d) = &a.device {
         base.run.device = d.clone();

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, anyhow};
 use clap::Args;
 use treepo_trainer::pipeline::Algo;
+use treepo_trainer::run::RunConfig;
 
 use crate::common;
 use crate::runner::{self, Phases};
@@ -59,7 +60,7 @@ pub fn run(a: TrainArgs, sft_only: bool, overrides: &[String]) -> Result<()> {
     }
     let text = std::fs::read_to_string(&a.config)
         .with_context(|| format!("--config {}", a.config.display()))?;
-    let mut cfg = common::run_config(&text, &a.config, overrides)?;
+    let mut cfg = RunConfig::from_toml_with_overrides(&text, &a.config, overrides)?;
     common::set_config_origin(&a.config);
     if let Some(algo) = a.algo {
         cfg.rl.algo = algo;
