@@ -4,13 +4,18 @@
 //!
 //! The sampler creates nodes step by step (breadth-first); packing needs depth-first pre-order,
 //! so nodes are renumbered here: a node's new id is its DFS rank, children in creation order.
+//!
+//! For the edge-level estimators, [`Rollouts::edge_topology`] builds the
+//! [`RolloutTopology`] of the same trees ([`EdgeTopology`]).
+
+use std::collections::BTreeMap;
 
 use treepo_sampler::{FinishReason, RolloutTree};
 
 use crate::model::Tokenizer;
-use crate::rl::{LeafRecord, OverlongPenalty};
+use crate::rl::{BranchingWindow, EdgeStats, LeafRecord, OverlongPenalty, RolloutTopology};
 use crate::tasks::{Problem, Score, Task};
-use crate::train::{TrainBatch, TrainError, TreeNodeSpec, TreeSpec};
+use crate::train::{EdgeRef, TrainBatch, TrainError, TreeNodeSpec, TreeSpec};
 
 /// One scored trajectory.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,6 +34,18 @@ pub struct ScoredLeaf {
     pub score: Score,
     /// The reward used for training (the task's, plus the overlong penalty).
     pub reward: f64,
+}
+
+/// The edge-level view of [`Rollouts`] ([`Rollouts::edge_topology`]).
+#[derive(Clone, Debug)]
+pub struct EdgeTopology {
+    /// One root per query with at least one leaf (query order), then that query's nodes on some
+    /// leaf's path in DFS pre-order; leaf rewards are the leaves' training rewards
+    /// ([`ScoredLeaf::reward`]).
+    pub topology: RolloutTopology,
+    /// Per topology node, the rollout edge it stands for ([`EdgeRef::tree`] = the query);
+    /// `None` for the roots.
+    pub edges: Vec<Option<EdgeRef>>,
 }
 
 /// A sampled batch, scored and laid out for training.
@@ -115,6 +132,133 @@ impl Rollouts {
                 num_tokens: l.response.len(),
             })
             .collect()
+    }
+
+    /// Which nodes of query `q`'s tree lie on some leaf's path (the prompt included when the
+    /// query has a leaf); checks the leaf ids and that parents precede their children.
+    fn live_nodes(&self, q: usize) -> Result<Vec<bool>, TrainError> {
+        let tree = &self.trees[q];
+        let mut live = vec![false; tree.nodes.len()];
+        for &leaf in &tree.leaves {
+            if leaf >= tree.nodes.len() {
+                return Err(TrainError::Batch(format!("query {q}: leaf {leaf} is not a node")));
+            }
+            let mut node = leaf;
+            loop {
+                if live[node] {
+                    break;
+                }
+                live[node] = true;
+                match tree.nodes[node].parent {
+                    Some(p) if p < node => node = p,
+                    Some(p) => {
+                        return Err(TrainError::Batch(format!(
+                            "query {q}: node {node} names later node {p} as parent"
+                        )));
+                    }
+                    None if node == 0 => break,
+                    None => {
+                        return Err(TrainError::Batch(format!(
+                            "query {q}: node {node} has no parent but is not the prompt"
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(live)
+    }
+
+    /// Every edge on some leaf's path (nodes that no trajectory reaches are left out), query by
+    /// query, nodes in DFS pre-order; edges without tokens included.
+    pub fn edges(&self) -> Result<Vec<EdgeRef>, TrainError> {
+        let mut edges = Vec::new();
+        for q in 0..self.trees.len() {
+            let live = self.live_nodes(q)?;
+            edges
+                .extend((1..live.len()).filter(|&n| live[n]).map(|node| EdgeRef { tree: q, node }));
+        }
+        Ok(edges)
+    }
+
+    /// The [`RolloutTopology`] of these rollouts for the edge-level estimators. Per edge:
+    /// `num_tokens` = the segment's token count, `old_logprob_sum` = `old_logprob_sums[edge]`
+    /// (the sum of the old log-probs of the segment's tokens; an edge without tokens may be left
+    /// out and sums to 0), and `window` = [`BranchingWindow::Inside`] for every edge: the LM
+    /// sampler has no SDE branching window (TreeGRPO's diffusion setting), so every edge is
+    /// trained. Queries without leaves are left out; a leaf's reward is its training reward.
+    /// Errors: a query whose leaf count differs from its tree's, two leaves on one node, a
+    /// missing log-prob sum, and whatever [`RolloutTopology::new`] rejects (a leaf node with
+    /// children, a non-finite sum or reward).
+    pub fn edge_topology(
+        &self,
+        old_logprob_sums: &BTreeMap<EdgeRef, f64>,
+    ) -> Result<EdgeTopology, TrainError> {
+        let mut rewards_of: Vec<Vec<f64>> = vec![Vec::new(); self.trees.len()];
+        for l in &self.leaves {
+            let Some(r) = rewards_of.get_mut(l.query) else {
+                return Err(TrainError::Batch(format!(
+                    "a leaf names query {} of {}",
+                    l.query,
+                    self.trees.len()
+                )));
+            };
+            r.push(l.reward);
+        }
+        let (mut parents, mut stats, mut rewards, mut edges) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (q, tree) in self.trees.iter().enumerate() {
+            if tree.leaves.len() != rewards_of[q].len() {
+                return Err(TrainError::Batch(format!(
+                    "query {q}: {} leaves in the tree, {} scored",
+                    tree.leaves.len(),
+                    rewards_of[q].len()
+                )));
+            }
+            if tree.leaves.is_empty() {
+                continue;
+            }
+            let live = self.live_nodes(q)?;
+            let mut reward = vec![None; tree.nodes.len()];
+            for (&leaf, &r) in tree.leaves.iter().zip(&rewards_of[q]) {
+                if reward[leaf].replace(r).is_some() {
+                    return Err(TrainError::Batch(format!(
+                        "query {q}: two leaves end at node {leaf}"
+                    )));
+                }
+            }
+            // Topology id of each live node; parents precede children (checked by live_nodes).
+            let mut id = vec![usize::MAX; tree.nodes.len()];
+            for (node, spec) in tree.nodes.iter().enumerate().filter(|&(n, _)| live[n]) {
+                id[node] = parents.len();
+                let edge = EdgeRef { tree: q, node };
+                let num_tokens = spec.tokens.len();
+                let old_logprob_sum = match (spec.parent, old_logprob_sums.get(&edge)) {
+                    (None, _) => 0.0,
+                    (Some(_), Some(&s)) => s,
+                    (Some(_), None) if num_tokens == 0 => 0.0,
+                    (Some(_), None) => {
+                        return Err(TrainError::Batch(format!(
+                            "query {q}: no old log-prob sum for the edge into node {node}"
+                        )));
+                    }
+                };
+                parents.push(spec.parent.map(|p| id[p]));
+                stats.push(match spec.parent {
+                    // A root has no edge; its stats are ignored.
+                    None => EdgeStats::default(),
+                    Some(_) => {
+                        EdgeStats { old_logprob_sum, num_tokens, window: BranchingWindow::Inside }
+                    }
+                });
+                rewards.push(reward[node]);
+                edges.push(spec.parent.map(|_| edge));
+            }
+        }
+        if parents.is_empty() {
+            return Err(TrainError::Batch("no query has a leaf".into()));
+        }
+        let topology = RolloutTopology::new(parents, stats, rewards)?;
+        Ok(EdgeTopology { topology, edges })
     }
 
     /// Keeps only the queries whose index `keep` returns true for (dynamic sampling), in order.

@@ -1,12 +1,16 @@
 //! Config names as serde reads them (TOML configs mirror TreePO's / verl's keys).
 
+use std::path::Path;
+
 use serde::Deserialize;
 use serde::de::IntoDeserializer;
 use serde::de::value::Error;
+use treepo_trainer::pipeline::{Algo, SamplingMode};
 use treepo_trainer::rl::advantage::{
     LogProbReduce, StdKind, SubgroupAggregation, SubgroupRejection,
 };
 use treepo_trainer::rl::{AdvantageEstimator, AdvantageLevel, LossAggregation};
+use treepo_trainer::run::RunConfig;
 
 fn parse<'de, T: Deserialize<'de>>(name: &'de str) -> Result<T, Error> {
     T::deserialize(name.into_deserializer())
@@ -49,4 +53,27 @@ fn option_names() {
         parse::<LossAggregation>("seq_mean_token_mean").unwrap(),
         LossAggregation::SeqMeanTokenMean
     );
+}
+
+#[test]
+fn algo_names() {
+    for algo in Algo::ALL {
+        assert_eq!(parse::<Algo>(algo.name()).unwrap(), algo, "{}", algo.name());
+    }
+    // The edge-level algorithms: tree sampling, their estimator, and `rl.algo` in a run config.
+    for (name, algo, estimator) in [
+        ("treegrpo", Algo::TreeGrpo, AdvantageEstimator::TreeGrpo),
+        ("treerl", Algo::TreeRl, AdvantageEstimator::TreeRl),
+        ("spo-tree", Algo::SpoTree, AdvantageEstimator::SpoTree),
+    ] {
+        assert_eq!(parse::<Algo>(name).unwrap(), algo);
+        assert_eq!(algo.name(), name);
+        assert_eq!(algo.parts(), (SamplingMode::Tree, estimator));
+        assert_eq!(estimator.level(), AdvantageLevel::PerEdge);
+        let cfg = RunConfig::from_toml(&format!("[rl]\nalgo = \"{name}\"\n"), Path::new("x.toml"))
+            .unwrap();
+        assert_eq!(cfg.rl.algo, algo);
+        assert!(cfg.to_toml().unwrap().contains(&format!("algo = \"{name}\"")));
+    }
+    assert!(parse::<Algo>("tree_grpo").is_err());
 }

@@ -32,6 +32,7 @@ mod tasks_countdown;
 mod tasks_fuzz;
 mod tasks_math;
 mod tasks_parity_arith;
+mod train_edges;
 mod train_gradients;
 mod train_optim;
 mod train_packed;

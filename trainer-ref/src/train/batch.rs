@@ -11,6 +11,15 @@
 //! - [`TrainBatch::from_trees`] packs whole rollout trees — shared prefixes once;
 //! - [`TrainBatch::from_sequences`] packs each trajectory alone (prompt + response) — the
 //!   per-leaf baseline and what GRPO trains on.
+//!
+//! Edge-level estimators (TreeGRPO, TreeRL, SPO-tree) train each edge (segment) once with its
+//! own advantage. Their batches group targets by **edge** instead of by leaf: every entry of
+//! [`TrainBatch::leaf_targets`] is then one trained edge's targets, the "sequence" the loss
+//! aggregation sees. Again two layouts with the same loss and gradient (a test):
+//! - [`TrainBatch::from_tree_edges`] packs whole trees (every token once) and groups the targets
+//!   of the given edges;
+//! - [`TrainBatch::from_edges`] packs each edge alone: the prompt and the ancestors' segments as
+//!   context, the edge's tokens as targets (the per-edge layout).
 
 use tree_attn::packed::{PackNode, PackedTree};
 
@@ -49,8 +58,30 @@ pub struct TrainBatch {
     pub row_ptr: Vec<i32>,
     /// Target token ids, grouped by row.
     pub target_tokens: Vec<i32>,
-    /// Per leaf, its targets (indices into `target_tokens`) in response order.
+    /// Target groups, each in token order: per leaf its targets (indices into `target_tokens`)
+    /// for [`TrainBatch::from_trees`] / [`TrainBatch::from_sequences`]; per trained edge its
+    /// targets for [`TrainBatch::from_tree_edges`] / [`TrainBatch::from_edges`]. Each group is one
+    /// sequence of the loss (advantages and aggregation weights are given per group).
     pub leaf_targets: Vec<Vec<usize>>,
+}
+
+/// One edge (segment) of a rollout tree: the segment leading into node `node` of tree `tree`
+/// (an index into the [`TreeSpec`] list it is used with). Node 0 (the prompt) has no edge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EdgeRef {
+    /// The tree (query).
+    pub tree: usize,
+    /// The node the edge leads into (its index in the tree's DFS pre-order node list).
+    pub node: usize,
+}
+
+/// A packed batch with, per tree node, its packed token range and the target index of each
+/// packed token (`usize::MAX`: not a target).
+struct Packed {
+    batch: TrainBatch,
+    node_base: Vec<usize>,
+    indptr: Vec<u32>,
+    target_of: Vec<usize>,
 }
 
 impl TrainBatch {
@@ -78,7 +109,8 @@ impl TrainBatch {
         rows
     }
 
-    /// Response tokens summed over leaves (a shared token counts once per leaf through it).
+    /// Targets summed over the groups: response tokens summed over leaves (a shared token counts
+    /// once per leaf through it), or for an edge batch the tokens of its edges (each once).
     pub fn leaf_tokens(&self) -> usize {
         self.leaf_targets.iter().map(Vec::len).sum()
     }
@@ -100,6 +132,73 @@ impl TrainBatch {
 
     /// Whole trees, packed in DFS pre-order one after another.
     pub fn from_trees(trees: &[TreeSpec]) -> Result<Self, TrainError> {
+        Ok(Self::pack(trees)?.batch)
+    }
+
+    /// Whole trees packed as [`TrainBatch::from_trees`] does (every token once, the same
+    /// targets: the response tokens on the trees' leaf paths), with one target group per edge of
+    /// `edges`, in that order: [`TrainBatch::leaf_targets`]`[i]` holds the targets of
+    /// `edges[i]`'s tokens. Targets of edges not listed belong to no group (they get no loss
+    /// term). Errors: an edge that names no tree or node, the prompt node, has no tokens, is
+    /// listed twice, or lies on no leaf's path (its tokens are no targets).
+    pub fn from_tree_edges(trees: &[TreeSpec], edges: &[EdgeRef]) -> Result<Self, TrainError> {
+        let Packed { mut batch, node_base, indptr, target_of } = Self::pack(trees)?;
+        check_edges(trees, edges)?;
+        let mut groups = Vec::with_capacity(edges.len());
+        for e in edges {
+            let g = node_base[e.tree] + e.node;
+            let range = indptr[g] as usize..indptr[g + 1] as usize;
+            let group: Vec<usize> = range.map(|j| target_of[j]).collect();
+            if group.contains(&usize::MAX) {
+                return Err(TrainError::Batch(format!(
+                    "tree {}: edge into node {} lies on no leaf's path, so its tokens are no targets",
+                    e.tree, e.node
+                )));
+            }
+            groups.push(group);
+        }
+        batch.leaf_targets = groups;
+        Ok(batch)
+    }
+
+    /// The per-edge layout: each edge of `edges` as its own sequence, the tree's prompt and the
+    /// segments of the edge's ancestors as context and the edge's tokens as targets (positions
+    /// are depths in tokens, as in the packed tree). [`TrainBatch::leaf_targets`]`[i]` holds the
+    /// targets of `edges[i]`. The same errors as [`TrainBatch::from_tree_edges`], except that an
+    /// edge off every leaf path is accepted (nothing here reads the leaves).
+    pub fn from_edges(trees: &[TreeSpec], edges: &[EdgeRef]) -> Result<Self, TrainError> {
+        check_edges(trees, edges)?;
+        let mut seqs = Vec::with_capacity(edges.len());
+        for e in edges {
+            let tree = &trees[e.tree];
+            let mut chain = Vec::new();
+            let mut node = e.node;
+            while let Some(p) = tree.nodes[node].parent {
+                if p >= node {
+                    return Err(TrainError::Batch(format!(
+                        "tree {}: node {node} names later node {p} as parent",
+                        e.tree
+                    )));
+                }
+                chain.push(p);
+                node = p;
+            }
+            if node != 0 {
+                return Err(TrainError::Batch(format!(
+                    "tree {}: node {node} has no parent but is not the prompt",
+                    e.tree
+                )));
+            }
+            let context: Vec<u32> =
+                chain.iter().rev().flat_map(|&n| tree.nodes[n].tokens.iter().copied()).collect();
+            seqs.push((context, tree.nodes[e.node].tokens.as_slice()));
+        }
+        let refs: Vec<(&[u32], &[u32])> = seqs.iter().map(|(c, t)| (c.as_slice(), *t)).collect();
+        Self::from_sequences(&refs)
+    }
+
+    /// The packing behind [`TrainBatch::from_trees`].
+    fn pack(trees: &[TreeSpec]) -> Result<Packed, TrainError> {
         if trees.is_empty() {
             return Err(TrainError::Batch("no trajectories".into()));
         }
@@ -190,13 +289,49 @@ impl TrainBatch {
         }
         let leaf_targets =
             leaf_seqs.iter().map(|s| s.iter().map(|&j| target_of[j]).collect()).collect();
-        Ok(TrainBatch {
+        let batch = TrainBatch {
             tokens,
             positions: packed.position_ids().to_vec(),
             kv_row_end: packed.kv_row_end().to_vec(),
             row_ptr,
             target_tokens,
             leaf_targets,
-        })
+        };
+        Ok(Packed { batch, node_base, indptr: indptr.to_vec(), target_of })
     }
+}
+
+/// Checks that every edge names a non-prompt node with tokens of one of `trees`, once.
+fn check_edges(trees: &[TreeSpec], edges: &[EdgeRef]) -> Result<(), TrainError> {
+    if edges.is_empty() {
+        return Err(TrainError::Batch("no edges to train".into()));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for e in edges {
+        let Some(tree) = trees.get(e.tree) else {
+            return Err(TrainError::Batch(format!("edge {e:?}: there are {} trees", trees.len())));
+        };
+        let Some(node) = tree.nodes.get(e.node) else {
+            return Err(TrainError::Batch(format!(
+                "edge {e:?}: tree {} has {} nodes",
+                e.tree,
+                tree.nodes.len()
+            )));
+        };
+        if e.node == 0 || node.parent.is_none() {
+            return Err(TrainError::Batch(format!(
+                "edge {e:?}: node {} is the prompt, which is no edge",
+                e.node
+            )));
+        }
+        if node.tokens.is_empty() {
+            return Err(TrainError::Batch(format!(
+                "edge {e:?}: the segment has no tokens; there is nothing to train"
+            )));
+        }
+        if !seen.insert(*e) {
+            return Err(TrainError::Batch(format!("edge {e:?} is listed twice")));
+        }
+    }
+    Ok(())
 }

@@ -12,7 +12,7 @@ mod batch;
 mod optim;
 mod step;
 
-pub use batch::{TrainBatch, TreeNodeSpec, TreeSpec};
+pub use batch::{EdgeRef, TrainBatch, TreeNodeSpec, TreeSpec};
 pub use optim::{AdamW, LrSchedule, OptimConfig, StepReport};
 pub use step::{Logprobs, RlReport, SftReport, Trainer};
 

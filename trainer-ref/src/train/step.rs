@@ -40,7 +40,7 @@ pub struct SftReport {
 pub struct RlReport {
     /// Loss statistics (clip fractions, KL, ...).
     pub stats: LossStats,
-    /// Mean entropy over leaf tokens.
+    /// Mean entropy over the target groups' tokens (leaf tokens, or trained edge tokens).
     pub entropy: f64,
     /// The optimizer step.
     pub step: StepReport,
@@ -211,9 +211,11 @@ impl Trainer {
         Ok(SftReport { loss, tokens, step })
     }
 
-    /// One policy-gradient step: per-leaf advantages at every response token
-    /// (`advantages[leaf][i]`), the old log-probs of the batch's targets, the clipped loss of
-    /// `cfg` aggregated over the batch, then AdamW. `temperature` is the sampling temperature.
+    /// One policy-gradient step: advantages at every target of each target group
+    /// (`advantages[group][i]` for [`TrainBatch::leaf_targets`]`[group][i]`: per leaf, or per
+    /// trained edge for an edge batch), the old log-probs of the batch's targets, the clipped
+    /// loss of `cfg` aggregated over the batch with each group as one sequence, then AdamW.
+    /// `temperature` is the sampling temperature.
     pub fn rl_step(
         &mut self,
         batch: &TrainBatch,
@@ -231,7 +233,8 @@ impl Trainer {
     }
 
     /// The per-target `dL/dlogπ` (and per-row `dL/dH` under an entropy bonus) of the RL loss,
-    /// with its statistics and the mean leaf-token entropy.
+    /// with its statistics and the mean entropy over the groups' targets (a target counted once
+    /// per group holding it). Targets in no group get no loss term.
     #[allow(clippy::type_complexity)]
     pub fn rl_gradient(
         &mut self,

@@ -38,7 +38,8 @@ pub struct TrainArgs {
 
 fn parse_algo(s: &str) -> Result<Algo, String> {
     serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
-        format!("unknown algorithm `{s}` (treepo, grpo, grpo-tree, dr-grpo, rloo, reinforce-pp)")
+        let names: Vec<&str> = Algo::ALL.iter().map(|a| a.name()).collect();
+        format!("unknown algorithm `{s}` ({})", names.join(", "))
     })
 }
 

@@ -4,21 +4,31 @@
 //! Algorithms differ only in how rollouts are sampled and which advantage estimator reads them
 //! ([`Algo`]); the training layout (whole trees packed, or every leaf alone) is an efficiency
 //! choice that gives the same gradient.
+//!
+//! Edge-level estimators (TreeGRPO, TreeRL, SPO-tree) train each edge once with its own
+//! advantage ([`edge_parts`] says how, and what the loss aggregation means for edges).
 
+use std::ops::Range;
 use std::time::Instant;
+
+mod eval;
+mod parts;
+
+pub use eval::{EvalReport, Example, evaluate, examples, sft_steps};
+use parts::leaf_parts;
+pub use parts::{EdgePart, edge_parts};
 
 use serde::{Deserialize, Serialize};
 use treepo_sampler::{Engine, Query, RolloutTree, TaskHooks, TreeConfig, TreeSampler};
 
-use crate::metrics;
 use crate::model::{Model, Tokenizer};
 use crate::rl::{
-    AdvantageConfig, AdvantageEstimator, OverlongPenalty, PolicyLossConfig,
-    compute_leaf_advantages, keep_query,
+    AdvantageConfig, AdvantageEstimator, AdvantageLevel, OverlongPenalty, PolicyLossConfig,
+    keep_query,
 };
 use crate::rollout::Rollouts;
-use crate::tasks::{Problem, SftExample, Split, Task, TaskRng};
-use crate::train::{SftReport, TrainBatch, TrainError, Trainer};
+use crate::tasks::{Problem, Task};
+use crate::train::{TrainError, Trainer};
 
 /// Samples rollouts of `problems` from the current weights of `model` in the given mode (with
 /// the given sampler settings). The caller owns the engine: an engine that borrows the model is
@@ -52,6 +62,14 @@ pub enum Algo {
     Rloo,
     /// Sequential sampling, REINFORCE++ baseline.
     ReinforcePp,
+    /// Tree sampling and TreeGRPO's edge-level advantage backup (`treegrpo`).
+    #[serde(rename = "treegrpo")]
+    TreeGrpo,
+    /// Tree sampling and TreeRL's edge-level advantages (`treerl`).
+    #[serde(rename = "treerl")]
+    TreeRl,
+    /// Tree sampling and SPO-tree's edge-level advantages (`spo-tree`).
+    SpoTree,
 }
 
 impl Algo {
@@ -64,6 +82,9 @@ impl Algo {
             Algo::DrGrpo => (SamplingMode::Sequential, AdvantageEstimator::DrGrpo),
             Algo::Rloo => (SamplingMode::Sequential, AdvantageEstimator::Rloo),
             Algo::ReinforcePp => (SamplingMode::Sequential, AdvantageEstimator::ReinforcePp),
+            Algo::TreeGrpo => (SamplingMode::Tree, AdvantageEstimator::TreeGrpo),
+            Algo::TreeRl => (SamplingMode::Tree, AdvantageEstimator::TreeRl),
+            Algo::SpoTree => (SamplingMode::Tree, AdvantageEstimator::SpoTree),
         }
     }
 
@@ -76,8 +97,24 @@ impl Algo {
             Algo::DrGrpo => "dr-grpo",
             Algo::Rloo => "rloo",
             Algo::ReinforcePp => "reinforce-pp",
+            Algo::TreeGrpo => "treegrpo",
+            Algo::TreeRl => "treerl",
+            Algo::SpoTree => "spo-tree",
         }
     }
+
+    /// Every algorithm, in declaration order.
+    pub const ALL: [Algo; 9] = [
+        Algo::Treepo,
+        Algo::Grpo,
+        Algo::GrpoTree,
+        Algo::DrGrpo,
+        Algo::Rloo,
+        Algo::ReinforcePp,
+        Algo::TreeGrpo,
+        Algo::TreeRl,
+        Algo::SpoTree,
+    ];
 }
 
 /// One RL iteration's settings.
@@ -113,25 +150,31 @@ pub struct RlStats {
     pub queries_kept: usize,
     /// Queries sampled (all rounds).
     pub queries_sampled: usize,
-    /// Leaves trained on.
+    /// Leaves of the kept queries (leaf-level algorithms train on each of them).
     pub leaves: usize,
     /// Mean response length of sampled leaves.
     pub response_len: f64,
     /// Tokens the engine decoded (all rounds).
     pub tokens_decoded: usize,
-    /// Tokens of the training batch / leaf tokens (packing's saving).
+    /// Tokens of the training batches (compare with `leaf_tokens`: packing's saving).
     pub train_tokens: usize,
-    /// Leaf tokens (what per-leaf training would process).
+    /// Leaf tokens of the kept queries (what per-leaf training would process).
     pub leaf_tokens: usize,
-    /// Mean and standard deviation of the advantages over leaves.
+    /// Tokens the loss has a term for: leaf tokens (a shared token once per leaf through it),
+    /// or for edge-level algorithms the tokens of the trained edges (each once).
+    pub trained_tokens: usize,
+    /// Edges trained (edge-level algorithms; 0 otherwise).
+    pub trained_edges: usize,
+    /// Mean of the advantages: over leaves, or for edge-level algorithms over trained edges
+    /// (one value per edge, not weighted by its tokens).
     pub adv_mean: f64,
-    /// Standard deviation of the advantages.
+    /// Standard deviation of the advantages, over the same leaves or trained edges.
     pub adv_std: f64,
-    /// Fraction of leaf tokens clipped (low + high + dual).
+    /// Fraction of trained tokens (`trained_tokens`) clipped (low + high + dual).
     pub clip_frac: f64,
-    /// Approximate KL(old ‖ new) over leaf tokens.
+    /// Approximate KL(old ‖ new) over trained tokens.
     pub ppo_kl: f64,
-    /// Mean entropy over leaf tokens.
+    /// Mean entropy over trained tokens.
     pub entropy: f64,
     /// Mean policy loss of the mini-batches.
     pub pg_loss: f64,
@@ -141,7 +184,8 @@ pub struct RlStats {
     pub time_sample: f64,
     /// Seconds spent on the update (old log-probs included).
     pub time_update: f64,
-    /// Whether an update happened (false when dynamic sampling kept nothing).
+    /// Whether an update happened (false when dynamic sampling kept nothing, or an edge-level
+    /// algorithm found no edge to train).
     pub updated: bool,
 }
 
@@ -166,7 +210,9 @@ pub fn sample<E: Engine + ?Sized, H: TaskHooks>(
 
 /// One RL iteration: sample (through `sample_fn`) `next_problems()` batches until enough queries survive dynamic
 /// sampling, compute advantages, recompute old log-probs with the trainer's own forward, then
-/// one clipped update per mini-batch.
+/// one clipped update per mini-batch. Leaf-level estimators train every leaf with its advantage;
+/// edge-level ones every edge with an advantage once ([`edge_parts`]). An edge-level estimator
+/// with [`SamplingMode::Sequential`] is a [`TrainError::Config`], returned before sampling.
 #[allow(clippy::too_many_arguments)]
 pub fn rl_iteration(
     trainer: &mut Trainer,
@@ -176,6 +222,18 @@ pub fn rl_iteration(
     settings: &RlSettings,
     mut next_problems: impl FnMut() -> Result<Vec<Problem>, TrainError>,
 ) -> Result<RlStats, TrainError> {
+    let estimator = settings.advantage.estimator;
+    if estimator.level() == AdvantageLevel::PerEdge && settings.sampling == SamplingMode::Sequential
+    {
+        return Err(TrainError::Config(format!(
+            "the edge-level estimator `{}` needs tree sampling: sequential sampling stores each \
+             trajectory as a chain of l-token segments, so its per-edge credit would follow that \
+             bookkeeping, not any branching (SPO-tree would train only the first segment); use \
+             SamplingMode::Tree, or a leaf-level estimator (grpo, rloo, ...) with sequential \
+             sampling",
+            estimator.name()
+        )));
+    }
     let mut stats = RlStats::default();
     let t0 = Instant::now();
     let mut kept: Option<Rollouts> = None;
@@ -235,39 +293,50 @@ pub fn rl_iteration(
         rollouts.retain_queries(|q| q < target);
     }
     let t1 = Instant::now();
-    let adv = compute_leaf_advantages(&settings.advantage, &rollouts.leaf_records())?;
     stats.queries_kept = rollouts.trees.len();
     stats.leaves = rollouts.leaves.len();
+    stats.leaf_tokens = rollouts.leaves.iter().map(|l| l.response.len()).sum();
+    // Mini-batches of whole queries; old log-probs for all of them before any update.
+    let n_queries = rollouts.trees.len();
+    let mb = settings.mini_batches.clamp(1, n_queries);
+    let per = n_queries.div_ceil(mb);
+    let chunks: Vec<Range<usize>> = (0..mb)
+        .map(|c| c * per..((c + 1) * per).min(n_queries))
+        .filter(|qs| !qs.is_empty())
+        .collect();
+    let temperature = settings.sampler.temperature;
+    let (parts, adv) = match settings.advantage.estimator.level() {
+        AdvantageLevel::PerLeaf => leaf_parts(trainer, &rollouts, &chunks, settings)?,
+        AdvantageLevel::PerEdge => {
+            let eps = edge_parts(
+                trainer,
+                &rollouts,
+                &chunks,
+                &settings.advantage,
+                settings.packed,
+                temperature,
+            )?;
+            let adv: Vec<f64> = eps
+                .iter()
+                .flat_map(|p| p.advantages.iter().filter_map(|a| a.first().copied()))
+                .collect();
+            stats.trained_edges = adv.len();
+            (eps.into_iter().map(|p| (p.batch, p.advantages, p.logp_old)).collect(), adv)
+        }
+    };
     let m = adv.iter().sum::<f64>() / adv.len().max(1) as f64;
     stats.adv_mean = m;
     stats.adv_std =
         (adv.iter().map(|a| (a - m).powi(2)).sum::<f64>() / adv.len().max(1) as f64).sqrt();
-    // Mini-batches of whole queries; old log-probs for all of them before any update.
-    let mb = settings.mini_batches.clamp(1, rollouts.trees.len());
-    let per = rollouts.trees.len().div_ceil(mb);
-    let temperature = settings.sampler.temperature;
-    let mut parts = Vec::new();
-    for chunk in 0..mb {
-        let qs = chunk * per..((chunk + 1) * per).min(rollouts.trees.len());
-        if qs.is_empty() {
-            continue;
-        }
-        let mut part = rollouts.clone();
-        part.retain_queries(|q| qs.contains(&q));
-        let leaf_idx: Vec<usize> = (0..rollouts.leaves.len())
-            .filter(|&i| qs.contains(&rollouts.leaves[i].query))
-            .collect();
-        let batch = part.batch(settings.packed)?;
-        let advantages: Vec<Vec<f64>> =
-            leaf_idx.iter().zip(&batch.leaf_targets).map(|(&i, t)| vec![adv[i]; t.len()]).collect();
-        let old = trainer.logprobs(&batch, temperature)?.logp;
-        parts.push((batch, advantages, old));
+    if parts.is_empty() {
+        stats.time_update = t1.elapsed().as_secs_f64();
+        return Ok(stats);
     }
     let mut loss_stats = crate::rl::LossStats::default();
     let (mut ent, mut gn) = (0f64, 0f64);
     for (batch, advantages, old) in &parts {
         stats.train_tokens += batch.len();
-        stats.leaf_tokens += batch.leaf_tokens();
+        stats.trained_tokens += batch.leaf_tokens();
         let r = trainer.rl_step(batch, advantages, old, &settings.loss, temperature)?;
         loss_stats.merge(&r.stats);
         ent += r.entropy * batch.leaf_tokens() as f64;
@@ -276,155 +345,10 @@ pub fn rl_iteration(
     let (lo, hi, dual) = loss_stats.clip_fractions();
     stats.clip_frac = lo + hi + dual;
     stats.ppo_kl = loss_stats.ppo_kl();
-    stats.pg_loss = loss_stats.pg_loss / parts.len().max(1) as f64;
-    stats.entropy = ent / stats.leaf_tokens.max(1) as f64;
-    stats.grad_norm = gn / parts.len().max(1) as f64;
+    stats.pg_loss = loss_stats.pg_loss / parts.len() as f64;
+    stats.entropy = ent / stats.trained_tokens.max(1) as f64;
+    stats.grad_norm = gn / parts.len() as f64;
     stats.time_update = t1.elapsed().as_secs_f64();
     stats.updated = true;
     Ok(stats)
-}
-
-/// `steps` supervised steps of `batch_size` problems each, from `first_index` on in the train
-/// split. Returns each step's report (mean loss, tokens, learning rate, gradient norm).
-#[allow(clippy::too_many_arguments)]
-pub fn sft_steps(
-    trainer: &mut Trainer,
-    task: &dyn Task,
-    tok: &Tokenizer,
-    first_index: u64,
-    batch_size: usize,
-    steps: usize,
-    rng: &mut TaskRng,
-    mut on_step: impl FnMut(usize, &SftReport),
-) -> Result<Vec<SftReport>, TrainError> {
-    let mut reports = Vec::with_capacity(steps);
-    let mut index = first_index;
-    for s in 0..steps {
-        let mut seqs = Vec::with_capacity(batch_size);
-        for _ in 0..batch_size {
-            let p =
-                task.generate(Split::Train, index).map_err(|e| TrainError::Batch(e.to_string()))?;
-            index += 1;
-            let ex =
-                SftExample::draw(task, &p, rng).map_err(|e| TrainError::Batch(e.to_string()))?;
-            let enc = ex.encode(|t| tok.encode(t), &[])?;
-            seqs.push(enc);
-        }
-        let refs: Vec<(&[u32], &[u32])> = seqs.iter().map(|e| (e.prompt(), e.response())).collect();
-        let batch = TrainBatch::from_sequences(&refs)?;
-        let r = trainer.sft_step(&batch)?;
-        on_step(s, &r);
-        reports.push(r);
-    }
-    Ok(reports)
-}
-
-/// Evaluation of `k` samples per problem.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct EvalReport {
-    /// Problems evaluated.
-    pub problems: usize,
-    /// Samples per problem.
-    pub k: usize,
-    /// Mean correctness over all samples (pass@1 estimate).
-    pub avg_at_k: f64,
-    /// Unbiased pass@k.
-    pub pass_at_k: f64,
-    /// Majority-vote accuracy over the k samples.
-    pub maj_at_k: f64,
-    /// Mean response length in tokens.
-    pub response_len: f64,
-    /// Tokens decoded.
-    pub tokens_decoded: usize,
-    /// Seconds.
-    pub seconds: f64,
-}
-
-/// Samples `k` independent responses per problem (sequential sampling with `base`'s
-/// temperature and limits; its width is set to `k`) and scores them.
-pub fn evaluate(
-    sample_fn: &mut SampleFn<'_>,
-    model: &Model,
-    base: &TreeConfig,
-    task: &dyn Task,
-    tok: &Tokenizer,
-    problems: &[Problem],
-    k: usize,
-) -> Result<EvalReport, TrainError> {
-    let t0 = Instant::now();
-    let (r, tokens_decoded) = independent_samples(sample_fn, model, base, k, task, tok, problems)?;
-    let mut report =
-        EvalReport { problems: problems.len(), k, tokens_decoded, ..Default::default() };
-    let (mut avg, mut pass, mut maj, mut len) = (0f64, 0f64, 0f64, 0f64);
-    for q in 0..problems.len() {
-        let leaves: Vec<_> = r.leaves.iter().filter(|l| l.query == q).collect();
-        let c = leaves.iter().filter(|l| l.score.correct).count();
-        let n = leaves.len().max(1);
-        avg += c as f64 / n as f64;
-        pass += metrics::pass_at_k(n, c, k.min(n)).unwrap_or(0.0);
-        let answers: Vec<Option<String>> = leaves.iter().map(|l| l.score.answer.clone()).collect();
-        // The majority answer's correctness is that of its first occurrence.
-        maj += match metrics::majority_answer(&answers) {
-            Some(i) if leaves[i].score.correct => 1.0,
-            _ => 0.0,
-        };
-        len += leaves.iter().map(|l| l.response.len() as f64).sum::<f64>() / n as f64;
-    }
-    let p = problems.len().max(1) as f64;
-    (report.avg_at_k, report.pass_at_k, report.maj_at_k, report.response_len) =
-        (avg / p, pass / p, maj / p, len / p);
-    report.seconds = t0.elapsed().as_secs_f64();
-    Ok(report)
-}
-
-/// One sampled answer, for people to read (the demo prints a few before and after RL).
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Example {
-    /// The problem's prompt.
-    pub prompt: String,
-    /// The decoded response.
-    pub response: String,
-    /// Whether the task scored it correct.
-    pub correct: bool,
-}
-
-/// One sample (at `base`'s temperature and seed) for each of `problems`, decoded and scored.
-pub fn examples(
-    sample_fn: &mut SampleFn<'_>,
-    model: &Model,
-    base: &TreeConfig,
-    task: &dyn Task,
-    tok: &Tokenizer,
-    problems: &[Problem],
-) -> Result<Vec<Example>, TrainError> {
-    let (r, _) = independent_samples(sample_fn, model, base, 1, task, tok, problems)?;
-    Ok(r.leaves
-        .iter()
-        .map(|l| Example {
-            prompt: problems[l.query].prompt.clone(),
-            response: l.text.clone(),
-            correct: l.score.correct,
-        })
-        .collect())
-}
-
-/// `k` independent samples per problem (sequential sampling with `base`'s temperature, limits and
-/// seed; its width set to `k`), scored; with the tokens decoded.
-fn independent_samples(
-    sample_fn: &mut SampleFn<'_>,
-    model: &Model,
-    base: &TreeConfig,
-    k: usize,
-    task: &dyn Task,
-    tok: &Tokenizer,
-    problems: &[Problem],
-) -> Result<(Rollouts, usize), TrainError> {
-    let mut cfg = base.clone();
-    cfg.tree_max_width = k;
-    cfg.tree_fixed_step_div = cfg.tree_fixed_step_div.min(k);
-    cfg.tree_random_first_div_min = None;
-    cfg.tree_random_first_div_max = None;
-    let tree = sample_fn(model, &cfg, SamplingMode::Sequential, problems)?;
-    let r = Rollouts::collect(&tree, problems, task, tok, None)?;
-    Ok((r, tree.cost().tokens_decoded))
 }
