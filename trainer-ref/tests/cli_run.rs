@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use treepo_trainer::run::MetricsLog;
 
-use crate::common::cli::{text, tiny, tmpdir, treepo, with};
+use crate::common::cli::{fails_with, ok, text, tiny, tmpdir, treepo, with};
 
 /// `tiny` with enough eval problems for a meaningful figure.
 fn config(out: &Path) -> String {
@@ -23,20 +23,6 @@ fn run(cmd: &str, dir: &Path, cfg: &str, name: &str, extra: &[&str]) -> Output {
     let mut args = vec![cmd, "--config", path.to_str().unwrap(), "--name", name];
     args.extend_from_slice(extra);
     treepo(&args)
-}
-
-fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));
-    text(&o.stdout)
-}
-
-fn fails_with(o: &Output, needles: &[&str]) {
-    let e = text(&o.stderr);
-    assert!(!o.status.success(), "accepted; stderr:\n{e}");
-    assert!(!e.contains("panicked"), "{e}");
-    for n in needles {
-        assert!(e.contains(n), "{n:?} missing from:\n{e}");
-    }
 }
 
 /// The number after `key` in `s` (`avg@2 0.4375`).

@@ -8,6 +8,7 @@ mod advantage_edge;
 mod advantage_flat;
 mod advantage_hostile;
 mod advantage_treepo;
+mod cli_flow;
 mod cli_run;
 mod cli_sample;
 mod config_hostile;

@@ -287,12 +287,8 @@ impl RunConfig {
         Ok(cfg)
     }
 
-    /// Parses TOML text with `key=value` overrides applied (`rl.steps=10`,
-    /// `sft.optim.lr=1e-4`, `task.name="countdown"`): the key is a dotted path into the file's
-    /// tables (missing tables are created), the value TOML (a bare word that is not valid TOML
-    /// is taken as a string). Each override is checked as it is applied, so an unknown key or a
-    /// value of the wrong type is an error naming that override; the result is then validated
-    /// like [`from_toml`](Self::from_toml).
+    /// Parses TOML text with `key=value` overrides applied (see [`apply_overrides`]), then
+    /// validates like [`from_toml`](Self::from_toml).
     pub fn from_toml_with_overrides(
         text: &str,
         origin: &Path,
@@ -301,38 +297,7 @@ impl RunConfig {
         if overrides.is_empty() {
             return Self::from_toml(text, origin);
         }
-        let err = |m: String| TrainError::Config(m);
-        let mut table: toml::Table =
-            toml::from_str(text).map_err(|e| err(format!("{}: {e}", origin.display())))?;
-        for o in overrides {
-            let (key, value) = o
-                .split_once('=')
-                .ok_or_else(|| err(format!("override {o:?}: expected KEY=VALUE")))?;
-            let path: Vec<&str> = key.split('.').collect();
-            if path.iter().any(|p| p.is_empty()) {
-                return Err(err(format!("override {o:?}: {key:?} is not a dotted config key")));
-            }
-            let value = match toml::from_str::<toml::Table>(&format!("v = {value}")) {
-                Ok(mut t) => t.remove("v").unwrap_or_else(|| value.into()),
-                Err(_) => toml::Value::String(value.to_string()),
-            };
-            let (last, parents) = path.split_last().unwrap_or((&key, &[]));
-            let mut at = &mut table;
-            for (i, p) in parents.iter().enumerate() {
-                let entry = at
-                    .entry(p.to_string())
-                    .or_insert_with(|| toml::Value::Table(Default::default()));
-                at = entry.as_table_mut().ok_or_else(|| {
-                    err(format!("override {o:?}: {} is a value, not a table", path[..=i].join(".")))
-                })?;
-            }
-            at.insert(last.to_string(), value);
-            // Checked one at a time, so the error names the override that broke it.
-            toml::Value::Table(table.clone())
-                .try_into::<RunConfig>()
-                .map_err(|e| err(format!("override {o:?}: {e}")))?;
-        }
-        let text = toml::to_string(&table).map_err(|e| err(e.to_string()))?;
+        let text = apply_overrides::<RunConfig>(text, origin, overrides)?;
         let what = format!("{} with {}", origin.display(), overrides.join(" "));
         Self::from_toml(&text, Path::new(&what))
     }
@@ -476,4 +441,47 @@ impl RunConfig {
             },
         )
     }
+}
+
+/// TOML text with `key=value` overrides applied (`rl.steps=10`, `sft.optim.lr=1e-4`,
+/// `task.name="countdown"`): the key is a dotted path into the file's tables (missing tables are
+/// created), the value TOML (a bare word that is not valid TOML is taken as a string). Each
+/// override is checked against `T` as it is applied, so an unknown key or a value of the wrong
+/// type is an error naming that override. Any serde configuration type works (the LM runs'
+/// [`RunConfig`], the flow runs' configuration).
+pub fn apply_overrides<T: serde::de::DeserializeOwned>(
+    text: &str,
+    origin: &Path,
+    overrides: &[String],
+) -> Result<String, TrainError> {
+    let err = |m: String| TrainError::Config(m);
+    let mut table: toml::Table =
+        toml::from_str(text).map_err(|e| err(format!("{}: {e}", origin.display())))?;
+    for o in overrides {
+        let (key, value) =
+            o.split_once('=').ok_or_else(|| err(format!("override {o:?}: expected KEY=VALUE")))?;
+        let path: Vec<&str> = key.split('.').collect();
+        if path.iter().any(|p| p.is_empty()) {
+            return Err(err(format!("override {o:?}: {key:?} is not a dotted config key")));
+        }
+        let value = match toml::from_str::<toml::Table>(&format!("v = {value}")) {
+            Ok(mut t) => t.remove("v").unwrap_or_else(|| value.into()),
+            Err(_) => toml::Value::String(value.to_string()),
+        };
+        let (last, parents) = path.split_last().unwrap_or((&key, &[]));
+        let mut at = &mut table;
+        for (i, p) in parents.iter().enumerate() {
+            let entry =
+                at.entry(p.to_string()).or_insert_with(|| toml::Value::Table(Default::default()));
+            at = entry.as_table_mut().ok_or_else(|| {
+                err(format!("override {o:?}: {} is a value, not a table", path[..=i].join(".")))
+            })?;
+        }
+        at.insert(last.to_string(), value);
+        // Checked one at a time, so the error names the override that broke it.
+        toml::Value::Table(table.clone())
+            .try_into::<T>()
+            .map_err(|e| err(format!("override {o:?}: {e}")))?;
+    }
+    toml::to_string(&table).map_err(|e| err(e.to_string()))
 }

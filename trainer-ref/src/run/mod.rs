@@ -10,5 +10,6 @@ pub mod plot;
 pub use checkpoint::TrainerState;
 pub use config::{
     EvalSection, LossSection, ModelSection, RlSection, RunConfig, RunSection, SftSection,
+    apply_overrides,
 };
 pub use metrics::MetricsLog;

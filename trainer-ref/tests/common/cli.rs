@@ -80,3 +80,19 @@ pub fn with(base: &str, section: &str, kv: &str) -> String {
     lines.retain(|l| l.split('=').next().map(str::trim) != Some(key));
     format!("{}{kv}\n{}\n", &base[..at], lines.join("\n"))
 }
+
+/// The process succeeded; its stdout (the failure message shows both streams).
+pub fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));
+    text(&o.stdout)
+}
+
+/// The process failed without panicking and its stderr holds every one of `needles`.
+pub fn fails_with(o: &Output, needles: &[&str]) {
+    let e = text(&o.stderr);
+    assert!(!o.status.success(), "accepted; stderr:\n{e}");
+    assert!(!e.contains("panicked"), "{e}");
+    for n in needles {
+        assert!(e.contains(n), "{n:?} missing from:\n{e}");
+    }
+}

@@ -5,14 +5,15 @@
 //! ```text
 //! treepo demo                          SFT warm-up + TreePO RL on a synthetic task, CPU, minutes
 //! treepo sft   --config FILE.toml      supervised warm-up only
-//! treepo train --config FILE.toml [--algo treepo|grpo|grpo-tree|dr-grpo|rloo|reinforce-pp]
+//! treepo train --config FILE.toml [--algo treepo|grpo|grpo-tree|...|treegrpo|treerl|spo-tree]
 //! treepo eval  --model DIR --task NAME avg@k, pass@k, maj@k, response length
 //! treepo sample --model DIR --prompt TEXT [--tree | --sequential]
 //! treepo bench                         engine throughput: tree vs sequential sampling
 //! treepo experiment NAME               the paper's comparisons at small scale
+//! treepo flow demo | experiment        TreeGRPO on a small flow-matching image generator
 //! ```
 //!
-//! `demo`, `sft`, `train` and `experiment` take `--section.key=value` overrides of any key of
+//! `demo`, `sft`, `train`, `experiment` and `flow` take `--section.key=value` overrides of any key of
 //! the run's TOML configuration (`--rl.steps=10 --sft.optim.lr=1e-4`). A run stopped by Ctrl-C
 //! saves a checkpoint, says how to resume it and exits with 130.
 
@@ -22,6 +23,8 @@ mod demo;
 mod device;
 mod eval_cmd;
 mod experiment;
+mod flow_cmd;
+mod flow_experiment;
 mod progress;
 mod runner;
 mod sample;
@@ -56,6 +59,8 @@ enum Command {
     Bench(bench_cmd::BenchArgs),
     /// The paper's comparisons at small scale; writes a markdown report.
     Experiment(experiment::ExperimentArgs),
+    /// TreeGRPO on a small rectified-flow image generator: `flow demo`, `flow experiment`.
+    Flow(flow_cmd::FlowArgs),
 }
 
 fn main() -> ExitCode {
@@ -85,10 +90,14 @@ fn main() -> ExitCode {
         Command::Sample(args) => no_overrides("sample").and_then(|()| sample::run(&args)),
         Command::Bench(a) => no_overrides("bench").and_then(|()| bench_cmd::run(a)),
         Command::Experiment(a) => experiment::run(a, &overrides),
+        Command::Flow(a) => flow_cmd::run(a, &overrides),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.downcast_ref::<common::Interrupted>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<common::Interrupted>().is_some()
+                || e.downcast_ref::<flow_cmd::Stopped>().is_some() =>
+        {
             eprintln!("{e}");
             ExitCode::from(130)
         }
