@@ -111,6 +111,7 @@ fn decode_case(c: &mut Criterion, dev: &Device, model: &Model, case: Case) -> f6
 }
 
 fn decode(c: &mut Criterion) {
+    treepo_benches::print_load_once();
     for dev in harness::devices() {
         let model = tiny(&dev, 21);
         let soft = harness::is_software(&dev);
@@ -179,6 +180,7 @@ fn run(
 }
 
 fn tree_vs_sequential(c: &mut Criterion) {
+    treepo_benches::print_load_once();
     let (vocab, hooks, stop, prompts) = workload();
     for dev in harness::devices() {
         if harness::is_software(&dev) {

@@ -25,6 +25,7 @@ fn case(
 }
 
 fn main() {
+    treepo_benches::print_load_once();
     let mut c = criterion();
     for dev in devices() {
         let mut g = c.benchmark_group(format!("gemm/{}", dev.kind()));

@@ -125,6 +125,7 @@ fn run(c: &mut criterion::Criterion, dev: &Device) {
 }
 
 fn main() {
+    treepo_benches::print_load_once();
     let mut c = criterion();
     for dev in devices() {
         run(&mut c, &dev);

@@ -99,6 +99,7 @@ fn ok(r: treepo_kernels::Result<()>) {
 }
 
 fn bench(c: &mut Criterion) {
+    treepo_benches::print_load_once();
     println!("\n== kernels_train: effective bandwidth (median of 5 synchronized runs) ==");
     for dev in devices() {
         println!("-- {}", dev.description());

@@ -114,6 +114,7 @@ fn copy<T: FloatElement>(c: &mut Criterion, dev: &Device) {
 }
 
 fn kv_cache(c: &mut Criterion) {
+    treepo_benches::print_load_once();
     for dev in devices() {
         eprintln!("kv_cache: {}", dev.description());
         append::<f32>(c, &dev);

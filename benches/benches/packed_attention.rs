@@ -154,6 +154,7 @@ fn devices() -> Vec<Device> {
 }
 
 fn bench(c: &mut Criterion) {
+    treepo_benches::print_load_once();
     let scenarios =
         [("treepo 64+6x32 w16", treepo_tree()), ("2-level 512+16x64", two_level_tree())];
     for dev in devices() {

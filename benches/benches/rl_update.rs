@@ -132,6 +132,7 @@ impl Step {
 }
 
 fn rl_update(c: &mut Criterion) {
+    treepo_benches::print_load_once();
     for dev in harness::devices() {
         if harness::is_software(&dev) {
             println!("SKIP rl_update on {}: software adapter", dev.description());

@@ -112,6 +112,7 @@ fn report(sampler: &Sampler) {
 }
 
 fn bench(c: &mut Criterion) {
+    treepo_benches::print_load_once();
     let sampler = match TreeSampler::new(config(), toy::text_hooks()) {
         Ok(s) => s,
         Err(e) => panic!("config: {e}"),

@@ -17,6 +17,7 @@ use tree_kv::{CacheConfig, LayoutExport, NodeId, PageId, TreeKvCache};
 use treepo_benches::tree_kv_workload::{Shape, build};
 
 fn export_step(c: &mut Criterion) {
+    treepo_benches::print_load_once();
     for node_per_segment in [true, false] {
         let shape = Shape { node_per_segment, ..Shape::issue3() };
         let mut forest = build(shape).expect("workload fits its pool");
@@ -134,6 +135,7 @@ fn min_median(runs: usize, mut f: impl FnMut()) -> (f64, f64) {
 }
 
 fn operations(c: &mut Criterion) {
+    treepo_benches::print_load_once();
     let mut cache = TreeKvCache::new(CacheConfig::new(4096)).expect("valid config");
     let prompt: Vec<u32> = (0..512).collect();
     let root = cache.create_root(&prompt).expect("fits").node;

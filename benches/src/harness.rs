@@ -1,11 +1,51 @@
 //! Shared benchmark harness: criterion settings for a 2-core machine, the devices to run on
 //! (CPU always; wgpu and CUDA when present, a `SKIP` line otherwise) and timing helpers.
 use std::cell::Cell;
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion};
 use treepo_kernels::{AdapterPolicy, Device};
+
+/// A 1-minute load average above this skews the printed ratios.
+pub const LOAD_WARN: f64 = 1.5;
+
+/// The 1-minute load average (`/proc/loadavg`), or `None` where it is unknown (other OSes, or
+/// an unreadable file).
+pub fn load_average() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// The CPUs this process may run on.
+pub fn cpu_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The `LOAD` line for `load` on `cpus` CPUs, plus a `WARNING` line above [`LOAD_WARN`].
+pub fn load_lines(load: Option<f64>, cpus: usize) -> String {
+    match load {
+        Some(l) if l > LOAD_WARN => format!(
+            "LOAD 1-min {l:.2} on {cpus} CPUs\nWARNING: load {l:.2} > {LOAD_WARN}: ratios below are \
+             skewed (other jobs slow the naive and tree sides differently)"
+        ),
+        Some(l) => format!("LOAD 1-min {l:.2} on {cpus} CPUs"),
+        None => format!("LOAD 1-min unknown (no /proc/loadavg on this OS) on {cpus} CPUs"),
+    }
+}
+
+/// Prints the machine's load now ([`load_lines`]): benchmark figures taken under load from
+/// other jobs are skewed, so every bench says what it ran under.
+pub fn print_load() {
+    println!("{}", load_lines(load_average(), cpu_count()));
+}
+
+/// [`print_load`] once per process: call it at the start of every bench function.
+pub fn print_load_once() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(print_load);
+}
 
 /// Short runs: the development machine has two cores and lavapipe is slow.
 pub fn criterion() -> Criterion {
@@ -91,4 +131,17 @@ fn sig3(v: f64) -> String {
         3 + (-v.log10()).floor().max(0.0) as usize
     };
     format!("{v:.digits$}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_lines_warn_only_above_the_threshold() {
+        assert_eq!(load_lines(Some(0.5), 2), "LOAD 1-min 0.50 on 2 CPUs");
+        let hi = load_lines(Some(2.25), 2);
+        assert!(hi.starts_with("LOAD 1-min 2.25 on 2 CPUs\nWARNING: load 2.25 > 1.5"), "{hi}");
+        assert!(load_lines(None, 4).contains("unknown"));
+    }
 }

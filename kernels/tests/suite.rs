@@ -7,6 +7,7 @@ mod cache_common;
 
 mod adamw;
 mod categorical;
+mod cpu_fast;
 mod cuda_emu;
 mod device;
 mod embedding;

@@ -11,13 +11,14 @@ use treepo_kernels::ops::{DecodeParams, DecodePlanBuffers, PagedKvLayout};
 use treepo_kernels::testing::{Rng, Tol, assert_close};
 use treepo_kernels::{BackendKind, DType, Device, FloatElement, bf16, f16, per_backend};
 
-const KINDS: [PlanKind; 6] = [
+const KINDS: [PlanKind; 7] = [
     PlanKind::Naive,
     PlanKind::Cascade,
     PlanKind::Tree,
     PlanKind::TreeSplit { max_chunk: 32 },
     PlanKind::TreeSplit { max_chunk: 1 },
     PlanKind::TreeFill { units: 3 },
+    PlanKind::Auto { units: 4 },
 ];
 
 fn round(dtype: DType, x: f32) -> f32 {

@@ -4,7 +4,7 @@
 //! reads every distinct token once), determinism with buffer reuse, and typed errors.
 
 use crate::tree_common::{Tree, random_tree};
-use tree_attn::plan::{plan, split_to_fill};
+use tree_attn::plan::{auto_split, plan, split_to_fill};
 use tree_attn::{LeafQuery, NodeKv, Plan, PlanError, PlanKind, PlanOptions, TreeKvView, plan_into};
 use treepo_kernels::ops::WorkItem;
 use treepo_kernels::testing::Rng;
@@ -233,6 +233,7 @@ fn random_trees_keep_every_invariant() {
             PlanKind::Tree,
             PlanKind::TreeSplit { max_chunk: 2 * ps + 1 },
             PlanKind::TreeFill { units: 5 },
+            PlanKind::Auto { units: 1 + (i % 5) as u32 * 4 },
         ] {
             let opts =
                 PlanOptions { kind, group: 1 + (i % 3) as u32 * 3, query_tile: [64, 8, 1][i % 3] };
@@ -293,6 +294,43 @@ fn split_to_fill_rounds_to_pages() {
     let sixteen = plan(&tree.view(), &tree.leaves, &opts(16)).unwrap();
     assert_eq!(sixteen.work().len(), 8 + 16);
     assert!(sixteen.work().iter().all(|w| w.kv_end - w.kv_start <= 128));
+}
+
+#[test]
+fn auto_splits_only_what_the_shape_needs() {
+    // The cost model: 1024 tokens × 64 vectors against the total of 1k + 16 × 64 tokens.
+    let total = 1024 * 64 + 16 * 64 * 8;
+    assert_eq!(auto_split((1024, 64), total, 1, 16), u32::MAX);
+    // 16 units: the prefix item must come to about total / 16 = 4608 → 72 tokens → 80.
+    assert_eq!(auto_split((1024, 64), total, 16, 16), 80);
+    // Vectors count in panels of 8: 4 vectors cost as 8.
+    assert_eq!(auto_split((1000, 4), 8000, 1, 16), u32::MAX);
+    assert_eq!(auto_split((1000, 4), 8000, 2, 16), 512);
+    // Never below max(page, 64) tokens.
+    assert_eq!(auto_split((1 << 20, 64), 1 << 26, 1 << 20, 16), 64);
+    assert_eq!(auto_split((1 << 20, 64), 1 << 26, 1 << 20, 128), 128);
+    let mut rng = Rng::new(3);
+    let tree = crate::tree_common::two_level(&mut rng, 16, 16, 1024, 64);
+    let tree_plan = plan(&tree.view(), &tree.leaves, &PlanOptions::new(PlanKind::Tree, 4)).unwrap();
+    let auto = |units| {
+        plan(&tree.view(), &tree.leaves, &PlanOptions::new(PlanKind::Auto { units }, 4)).unwrap()
+    };
+    // One worker per KV head (2 CPU threads, 2 KV heads): the tree plan, nothing split.
+    assert_eq!(auto(1).work(), tree_plan.work());
+    // 2 workers: the 1k prefix (64 vectors) is more than half the work: cut in two.
+    let two = auto(2);
+    assert_eq!(two.work().len(), 2 + 16);
+    assert!(two.work().iter().all(|w| w.kv_end - w.kv_start <= 576));
+    // 16 workers (a GPU's SMs per KV head): pieces of 80 tokens, the leaves' 64 untouched.
+    let sixteen = auto(16);
+    assert_eq!(sixteen.work().len(), 1024usize.div_ceil(80) + 16);
+    // A single leaf: one item of 4 vectors; split only when there are workers to use.
+    let single = crate::tree_common::two_level(&mut rng, 16, 1, 1024, 64);
+    let opts = |units| PlanOptions::new(PlanKind::Auto { units }, 4);
+    assert_eq!(plan(&single.view(), &single.leaves, &opts(1)).unwrap().work().len(), 1);
+    assert_eq!(plan(&single.view(), &single.leaves, &opts(4)).unwrap().work().len(), 4);
+    let e = plan(&tree.view(), &tree.leaves, &opts(0)).unwrap_err();
+    assert!(e.to_string().contains("Auto units"), "{e}");
 }
 
 #[test]

@@ -93,6 +93,42 @@ pub fn gather_q(
     }
 }
 
+/// Runs `job(i, worker state)` for every task `i in 0..n` on rayon's workers and returns the
+/// results in task order. Each worker takes the next unstarted task from a shared counter
+/// (greedy list scheduling), so when callers order their tasks largest first (as the decode job
+/// loops do) the few heavy tasks of a shared prefix start first, on different workers, and the
+/// light ones fill in around them. (A plain `par_iter` splits the list into contiguous halves
+/// and steals the far, light end first, which runs adjacent heavy tasks on one thread.)
+pub fn run_greedy<S: Default, R: Send>(
+    n: usize,
+    job: impl Fn(usize, &mut S) -> R + Sync,
+) -> Vec<R> {
+    use rayon::prelude::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let workers = rayon::current_num_threads().clamp(1, n.max(1));
+    let parts: Vec<Vec<(usize, R)>> = (0..workers)
+        .into_par_iter()
+        .with_max_len(1)
+        .map(|_| {
+            let mut state = S::default();
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break done;
+                }
+                done.push((i, job(i, &mut state)));
+            }
+        })
+        .collect();
+    let mut out: Vec<Option<R>> = (0..n).map(|_| None).collect();
+    for (i, r) in parts.into_iter().flatten() {
+        out[i] = Some(r);
+    }
+    out.into_iter().map(|r| r.expect("every task ran once")).collect()
+}
+
 /// A contiguous range of positions `[kv_start, kv_end)`; position `kv_start + i` is in page
 /// `pages[i / page_size]`, slot `i % page_size`.
 #[derive(Clone, Copy, Debug)]
@@ -103,6 +139,48 @@ pub struct Chunk<'a> {
     pub kv_start: usize,
     /// One past the last position.
     pub kv_end: usize,
+}
+
+/// A decode tile: how the `m` query vectors of one job attend to one KV range of one KV head
+/// (the contract of [`attend`]). The job loops of [`paged_decode`](super::paged_decode) and
+/// [`tree_decode`](super::tree_decode) are generic over it, so the reference ([`Gather`]) and
+/// the fast twin ([`fast::decode_tile::InPlace`](super::fast::decode_tile::InPlace)) run the
+/// same jobs and differ only in the tile.
+pub trait Tile: Sync {
+    /// Reusable buffers of one worker.
+    type Scratch: Default + Send;
+    /// Same contract as [`attend`].
+    #[allow(clippy::too_many_arguments)]
+    fn attend(
+        kv: &KvHead<'_>,
+        chunk: &Chunk<'_>,
+        q: &[f32],
+        lim: &[i64],
+        scale: f32,
+        o: &mut [f32],
+        lse: &mut [f32],
+        sc: &mut Self::Scratch,
+    );
+}
+
+/// The reference tile: [`attend`], which gathers every block into a contiguous scratch.
+#[derive(Clone, Copy, Debug)]
+pub struct Gather;
+
+impl Tile for Gather {
+    type Scratch = Scratch;
+    fn attend(
+        kv: &KvHead<'_>,
+        chunk: &Chunk<'_>,
+        q: &[f32],
+        lim: &[i64],
+        scale: f32,
+        o: &mut [f32],
+        lse: &mut [f32],
+        sc: &mut Scratch,
+    ) {
+        attend(kv, chunk, q, lim, scale, o, lse, sc);
+    }
 }
 
 /// Reusable buffers of [`attend`].

@@ -9,6 +9,7 @@ pub mod categorical;
 pub mod decode_tile;
 pub mod embedding;
 pub mod embedding_bwd;
+pub mod fast;
 pub mod fill;
 pub mod gather_logprob;
 pub mod gemm;

@@ -6,10 +6,11 @@
 //! log); the cache as described by `g`. Sequence `s` owns query rows
 //! `q_indptr[s]..q_indptr[s+1]`, its last positions (causal among themselves). Work: one task
 //! per (sequence, KV head), rayon-parallel, each a [`decode_tile::attend`](super::decode_tile::attend).
+//! The job loop, [`paged_decode_with`], is generic over the [`Tile`]; its fast twin
+//! [`fast::paged_decode`](super::fast::paged_decode) runs the same jobs on the in-place tile, so
+//! the naive baseline and the tree kernel always share one tile.
 
-use rayon::prelude::*;
-
-use super::decode_tile::{Chunk, KvGeom, Scratch, attend, gather_q};
+use super::decode_tile::{Chunk, Gather, KvGeom, Tile, gather_q, run_greedy};
 
 /// The host arrays of a validated page table (see `ops::PageTableHost`).
 #[derive(Clone, Copy, Debug)]
@@ -24,9 +25,25 @@ pub struct PageTableRef<'a> {
     pub q_indptr: &'a [i32],
 }
 
-/// Runs the naive decode; writes every row of `out` (and `lse` when given).
+/// Runs the naive decode on the reference tile ([`Gather`]); writes every row of `out` (and
+/// `lse` when given).
 #[allow(clippy::too_many_arguments)]
 pub fn paged_decode(
+    q: &[f32],
+    kv: &[f32],
+    g: &KvGeom,
+    t: &PageTableRef<'_>,
+    num_qo_heads: usize,
+    scale: f32,
+    out: &mut [f32],
+    lse: Option<&mut [f32]>,
+) {
+    paged_decode_with::<Gather>(q, kv, g, t, num_qo_heads, scale, out, lse);
+}
+
+/// Runs the naive decode, each (sequence, KV head) task on tile `T`.
+#[allow(clippy::too_many_arguments)]
+pub fn paged_decode_with<T: Tile>(
     q: &[f32],
     kv: &[f32],
     g: &KvGeom,
@@ -39,30 +56,32 @@ pub fn paged_decode(
     let (d, hkv) = (g.head_dim, g.num_kv_heads);
     let group = num_qo_heads / hkv;
     let seqs = t.last_page_len.len();
-    let tasks: Vec<(usize, usize)> =
+    let mut tasks: Vec<(usize, usize)> =
         (0..seqs).flat_map(|s| (0..hkv).map(move |h| (s, h))).collect();
-    let results: Vec<(Vec<f32>, Vec<f32>)> = tasks
-        .par_iter()
-        .map_init(
-            || (Scratch::default(), Vec::new(), Vec::new()),
-            |(sc, qt, lim), &(s, h)| {
-                let (r0, r1) = (t.q_indptr[s] as usize, t.q_indptr[s + 1] as usize);
-                let (p0, p1) = (t.indptr[s] as usize, t.indptr[s + 1] as usize);
-                let len = (p1 - p0 - 1) * g.page_size + t.last_page_len[s] as usize;
-                gather_q(q, r0..r1, num_qo_heads, group, d, h, qt);
-                lim.clear();
-                for r in r0..r1 {
-                    let pos = (len - (r1 - r)) as i64;
-                    lim.extend(std::iter::repeat_n(pos, group));
-                }
-                let chunk = Chunk { pages: &t.indices[p0..p1], kv_start: 0, kv_end: len };
-                let m = lim.len();
-                let (mut o, mut l) = (vec![0f32; m * d], vec![0f32; m]);
-                attend(&g.head(kv, h), &chunk, qt, lim, scale, &mut o, &mut l, sc);
-                (o, l)
-            },
-        )
-        .collect();
+    // Largest first (greedy list scheduling, `run_greedy`), as `tree_decode`.
+    let cost = |&(s, _): &(usize, usize)| {
+        let rows = (t.q_indptr[s + 1] - t.q_indptr[s]) as usize;
+        (t.indptr[s + 1] - t.indptr[s]) as usize * (rows * group).div_ceil(8)
+    };
+    tasks.sort_by_key(|t| std::cmp::Reverse(cost(t)));
+    let results: Vec<(Vec<f32>, Vec<f32>)> =
+        run_greedy(tasks.len(), |i, (sc, qt, lim): &mut (T::Scratch, Vec<f32>, Vec<i64>)| {
+            let (s, h) = tasks[i];
+            let (r0, r1) = (t.q_indptr[s] as usize, t.q_indptr[s + 1] as usize);
+            let (p0, p1) = (t.indptr[s] as usize, t.indptr[s + 1] as usize);
+            let len = (p1 - p0 - 1) * g.page_size + t.last_page_len[s] as usize;
+            gather_q(q, r0..r1, num_qo_heads, group, d, h, qt);
+            lim.clear();
+            for r in r0..r1 {
+                let pos = (len - (r1 - r)) as i64;
+                lim.extend(std::iter::repeat_n(pos, group));
+            }
+            let chunk = Chunk { pages: &t.indices[p0..p1], kv_start: 0, kv_end: len };
+            let m = lim.len();
+            let (mut o, mut l) = (vec![0f32; m * d], vec![0f32; m]);
+            T::attend(&g.head(kv, h), &chunk, qt, lim, scale, &mut o, &mut l, sc);
+            (o, l)
+        });
     for (&(s, h), (o, l)) in tasks.iter().zip(&results) {
         let r0 = t.q_indptr[s] as usize;
         for (i, (orow, &lv)) in o.chunks_exact(d).zip(l).enumerate() {

@@ -6,11 +6,11 @@
 //! (`row_to_q[plan row]`); `partial_o` `[P, num_qo_heads, head_dim]`, `partial_lse`
 //! `[P, num_qo_heads]` (natural log), state `partial_indptr[r] + item.slot` of plan row `r`.
 //! Work: one task per (work item, KV head), rayon-parallel, each a
-//! [`decode_tile::attend`](super::decode_tile::attend) over the item's tokens.
+//! [`decode_tile::attend`](super::decode_tile::attend) over the item's tokens. The job loop,
+//! [`tree_decode_with`], is generic over the [`Tile`]; its fast twin
+//! [`fast::tree_decode`](super::fast::tree_decode) runs the same jobs on the in-place tile.
 
-use rayon::prelude::*;
-
-use super::decode_tile::{Chunk, KvGeom, Scratch, attend, gather_q};
+use super::decode_tile::{Chunk, Gather, KvGeom, Tile, gather_q, run_greedy};
 use crate::ops::WorkItem;
 
 /// The host arrays of a validated decode plan (see `ops::DecodeWorkHost`).
@@ -41,8 +41,21 @@ pub struct TreeOut<'a> {
     pub lse: Option<&'a mut [f32]>,
 }
 
-/// Runs every work item.
+/// Runs every work item on the reference tile ([`Gather`]).
 pub fn tree_decode(
+    q: &[f32],
+    kv: &[f32],
+    g: &KvGeom,
+    p: &PlanRef<'_>,
+    num_qo_heads: usize,
+    scale: f32,
+    dst: TreeOut<'_>,
+) {
+    tree_decode_with::<Gather>(q, kv, g, p, num_qo_heads, scale, dst);
+}
+
+/// Runs every work item, each (item, KV head) task on tile `T`.
+pub fn tree_decode_with<T: Tile>(
     q: &[f32],
     kv: &[f32],
     g: &KvGeom,
@@ -53,41 +66,45 @@ pub fn tree_decode(
 ) {
     let (d, hkv) = (g.head_dim, g.num_kv_heads);
     let group = num_qo_heads / hkv;
-    let tasks: Vec<(usize, usize)> =
+    let mut tasks: Vec<(usize, usize)> =
         (0..p.work.len()).flat_map(|w| (0..hkv).map(move |h| (w, h))).collect();
-    let results: Vec<(Vec<f32>, Vec<f32>)> = tasks
-        .par_iter()
-        .map_init(
-            || (Scratch::default(), Vec::new(), Vec::new()),
-            |(sc, qt, lim), &(w, h)| {
-                let it = &p.work[w];
-                let rows = it.row_begin as usize..it.row_end as usize;
-                gather_q(
-                    q,
-                    rows.clone().map(|r| p.row_to_q[r] as usize),
-                    num_qo_heads,
-                    group,
-                    d,
-                    h,
-                    qt,
-                );
-                lim.clear();
-                let last = it.kv_end as i64 - 1;
-                for r in rows {
-                    lim.extend(std::iter::repeat_n((p.q_pos[r] as i64).min(last), group));
-                }
-                let chunk = Chunk {
-                    pages: &p.page_indices[it.page_begin as usize..it.page_end as usize],
-                    kv_start: it.kv_start as usize,
-                    kv_end: it.kv_end as usize,
-                };
-                let m = lim.len();
-                let (mut o, mut l) = (vec![0f32; m * d], vec![0f32; m]);
-                attend(&g.head(kv, h), &chunk, qt, lim, scale, &mut o, &mut l, sc);
-                (o, l)
-            },
-        )
-        .collect();
+    // Largest first (greedy list scheduling, `run_greedy`): a shared prefix's tasks are many
+    // times heavier than a leaf's and must start first, on different workers.
+    let cost = |&(w, _): &(usize, usize)| {
+        let it = &p.work[w];
+        let vectors = (it.row_end - it.row_begin) as usize * group;
+        (it.kv_end - it.kv_start).max(0) as usize * vectors.div_ceil(8)
+    };
+    tasks.sort_by_key(|t| std::cmp::Reverse(cost(t)));
+    let results: Vec<(Vec<f32>, Vec<f32>)> =
+        run_greedy(tasks.len(), |i, (sc, qt, lim): &mut (T::Scratch, Vec<f32>, Vec<i64>)| {
+            let (w, h) = tasks[i];
+            let it = &p.work[w];
+            let rows = it.row_begin as usize..it.row_end as usize;
+            gather_q(
+                q,
+                rows.clone().map(|r| p.row_to_q[r] as usize),
+                num_qo_heads,
+                group,
+                d,
+                h,
+                qt,
+            );
+            lim.clear();
+            let last = it.kv_end as i64 - 1;
+            for r in rows {
+                lim.extend(std::iter::repeat_n((p.q_pos[r] as i64).min(last), group));
+            }
+            let chunk = Chunk {
+                pages: &p.page_indices[it.page_begin as usize..it.page_end as usize],
+                kv_start: it.kv_start as usize,
+                kv_end: it.kv_end as usize,
+            };
+            let m = lim.len();
+            let (mut o, mut l) = (vec![0f32; m * d], vec![0f32; m]);
+            T::attend(&g.head(kv, h), &chunk, qt, lim, scale, &mut o, &mut l, sc);
+            (o, l)
+        });
     let TreeOut { partial_o, partial_lse, out, mut lse } = dst;
     for (&(w, h), (o, l)) in tasks.iter().zip(&results) {
         let it = &p.work[w];

@@ -65,7 +65,7 @@ pub fn paged_decode<'a, T: FloatElement>(
             };
             let n = rows * g.hq * g.d;
             let lse = lse.as_mut().map(|l| &mut l.cpu()[..rows * g.hq]);
-            cpu::paged_decode::paged_decode(
+            cpu::fast::paged_decode::paged_decode(
                 decode_geom::f32s(q.cpu()),
                 decode_geom::f32s(kv.cpu()),
                 &g.cpu(),

@@ -76,7 +76,7 @@ pub fn tree_decode<'a, T: FloatElement>(
                 partial_indptr: &mwords[..rows + 1],
             };
             let n = rows * g.hq * g.d;
-            cpu::tree_decode::tree_decode(
+            cpu::fast::tree_decode::tree_decode(
                 decode_geom::f32s(q.cpu()),
                 decode_geom::f32s(kv.cpu()),
                 &g.cpu(),

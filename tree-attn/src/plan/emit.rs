@@ -102,6 +102,37 @@ fn compressed(s: &mut Scratch, top: u32) -> u32 {
     }
 }
 
+/// The cost of the unsplit `Tree` plan (see [`super::auto_split`]): the heaviest item's
+/// (tokens, query vectors) and the sum of every item's tokens × vectors rounded up to panels.
+/// Walks the compressed nodes as the `Tree` emitter does, emitting nothing.
+fn tree_costs(view: &TreeKvView<'_>, s: &mut Scratch, opts: &PlanOptions) -> ((u64, u64), u64) {
+    let group = u64::from(opts.group);
+    let tile = u64::from((opts.query_tile / opts.group).max(1));
+    let panels = |v: u64| v.div_ceil(super::COST_PANEL) * super::COST_PANEL;
+    let (mut heaviest, mut worst, mut total) = ((0, 0), 0u64, 0u64);
+    s.seg.clear();
+    s.seg.extend(s.roots.iter().map(|&r| (r, 0)));
+    while let Some((top, _)) = s.seg.pop() {
+        let bottom = compressed(s, top) as usize;
+        let tokens =
+            u64::from(view.nodes[bottom].kv_end - view.nodes[s.chain[0] as usize].kv_start);
+        let rows = u64::from(s.leaf_row[s.le[bottom] as usize] - s.leaf_row[s.lb[bottom] as usize]);
+        if tokens > 0 && rows > 0 {
+            let (full, rest) = (rows / tile, rows % tile);
+            total += tokens * (full * panels(tile * group) + panels(rest * group));
+            let v = rows.min(tile) * group;
+            if tokens * panels(v) > worst {
+                worst = tokens * panels(v);
+                heaviest = (tokens, v);
+            }
+        }
+        for ci in s.child_start[bottom]..s.child_start[bottom + 1] {
+            s.seg.push((s.children[ci as usize], 0));
+        }
+    }
+    (heaviest, total)
+}
+
 /// Step 2 (see the module docs).
 pub(crate) fn emit(
     view: &TreeKvView<'_>,
@@ -119,6 +150,10 @@ pub(crate) fn emit(
     let split = match opts.kind {
         PlanKind::TreeSplit { max_chunk } => (max_chunk / ps * ps).max(ps),
         PlanKind::TreeFill { units } => super::split_to_fill(distinct, units, ps),
+        PlanKind::Auto { units } => {
+            let (heaviest, total) = tree_costs(view, s, opts);
+            super::auto_split(heaviest, total, units, ps)
+        }
         _ => u32::MAX,
     };
     let mut out =
@@ -145,7 +180,10 @@ pub(crate) fn emit(
                 s.leaf_states[i] = p0 + chunk(view, &s.chain, leaf_rows(s, i), p0, &mut out);
             }
         }
-        PlanKind::Tree | PlanKind::TreeSplit { .. } | PlanKind::TreeFill { .. } => {
+        PlanKind::Tree
+        | PlanKind::TreeSplit { .. }
+        | PlanKind::TreeFill { .. }
+        | PlanKind::Auto { .. } => {
             s.seg.clear();
             s.seg.extend(s.roots.iter().rev().map(|&r| (r, 0)));
             while let Some((top, base)) = s.seg.pop() {

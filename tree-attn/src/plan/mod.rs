@@ -29,7 +29,9 @@
 //! * `TreeSplit { max_chunk }`: `Tree` with chunks longer than `max_chunk` tokens cut at page
 //!   boundaries into pieces (DeFT's / Flash-Decoding's KV split) for parallelism.
 //! * `TreeFill { units }`: `TreeSplit` with the piece length chosen so about `units` pieces
-//!   cover the distinct KV ([`split_to_fill`]) — the heuristic the benchmarks use.
+//!   cover the distinct KV ([`split_to_fill`]).
+//! * `Auto { units }`: `Tree`, split only when its heaviest work item is more than a `units`-th
+//!   of the step's work ([`auto_split`]) — chosen from the shape; the benchmarks' default.
 //!
 //! Row ranges are tiled so `rows × group` stays within [`PlanOptions::query_tile`] query
 //! vectors (64: the tensor-core tile of the CUDA kernel, 4 warps × 16 rows); a long row range
@@ -96,9 +98,9 @@ pub enum PlanKind {
     /// One item per compressed node, shared by all leaves below it.
     Tree,
     /// `Tree` with chunks cut into pieces of at most `max_chunk` tokens (rounded down to whole
-    /// pages, at least one page). 256 is a good default on every backend: a 1k-token prefix
-    /// becomes 4 parallel pieces; on a GPU pick it so that pieces × KV heads fill the SMs
-    /// ([`split_to_fill`]).
+    /// pages, at least one page). With 256 a 1k-token prefix becomes 4 parallel pieces; on a
+    /// GPU pick it so that pieces × KV heads fill the SMs ([`split_to_fill`]), or let
+    /// [`PlanKind::Auto`] decide (on 2 CPU threads no split measured fastest).
     TreeSplit {
         /// Longest piece, in tokens.
         max_chunk: u32,
@@ -108,6 +110,15 @@ pub enum PlanKind {
     /// head (SMs / num_kv_heads on a GPU, threads / num_kv_heads on a CPU). With `units = 1`
     /// nothing is split; a single long sequence on a GPU becomes a split-KV decode.
     TreeFill {
+        /// Parallel workers per KV head.
+        units: u32,
+    },
+    /// `Tree`, split only where the shape needs it ([`auto_split`]): when the heaviest work
+    /// item (tokens × query vectors, vectors counted in panels of 8) costs more than the whole
+    /// step's work divided by `units`, chunks are cut into pieces of the length that brings it
+    /// down to that share; otherwise nothing is split (no merge work is added for nothing).
+    /// `units` as for `TreeFill`: parallel workers per KV head. The default of the benchmarks.
+    Auto {
         /// Parallel workers per KV head.
         units: u32,
     },
@@ -136,6 +147,27 @@ impl PlanOptions {
 /// `max(page_size, 64)` (shorter pieces cost more merge work than they gain).
 pub fn split_to_fill(distinct_tokens: u64, units: u32, page_size: u32) -> u32 {
     let per = distinct_tokens.div_ceil(u64::from(units.max(1)));
+    let per = per.div_ceil(u64::from(page_size)) * u64::from(page_size);
+    per.clamp(u64::from(page_size.max(64)), u64::from(u32::MAX / 2)) as u32
+}
+
+/// Query vectors per lane panel in the cost model of [`auto_split`] (the CPU tile's AVX2 width;
+/// a GPU tile pads to 16 or 64, which only scales every item alike).
+pub const COST_PANEL: u64 = 8;
+
+/// The piece length of [`PlanKind::Auto`]: `u32::MAX` (no split) when the heaviest item of the
+/// unsplit `Tree` plan costs at most `total / units`, else the whole pages that bring it to about
+/// that share, at least `max(page_size, 64)` tokens. Costs count tokens × query vectors, the
+/// vectors rounded up to [`COST_PANEL`] (a tile pays for whole panels); `heaviest` is that
+/// item's (tokens, vectors), `total` the sum over every item, both per KV head.
+pub fn auto_split(heaviest: (u64, u64), total: u64, units: u32, page_size: u32) -> u32 {
+    let panels = |v: u64| v.div_ceil(COST_PANEL).max(1) * COST_PANEL;
+    let (tokens, vectors) = heaviest;
+    let share = total.div_ceil(u64::from(units.max(1)));
+    if tokens * panels(vectors) <= share {
+        return u32::MAX;
+    }
+    let per = share.div_ceil(panels(vectors));
     let per = per.div_ceil(u64::from(page_size)) * u64::from(page_size);
     per.clamp(u64::from(page_size.max(64)), u64::from(u32::MAX / 2)) as u32
 }
@@ -250,6 +282,9 @@ pub fn plan_into(
         }
         PlanKind::TreeFill { units: 0 } => {
             return Err(PlanError::Options("TreeFill units must be >= 1".into()));
+        }
+        PlanKind::Auto { units: 0 } => {
+            return Err(PlanError::Options("Auto units must be >= 1".into()));
         }
         _ => {}
     }

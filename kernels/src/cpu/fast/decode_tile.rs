@@ -1,0 +1,472 @@
+//! The fast twin of [`cpu::decode_tile`](crate::cpu::decode_tile): the same contract
+//! ([`Tile::attend`]), but K and V are read **in place** from their pages — no block is
+//! gathered into a contiguous copy — by register-tiled AVX2 + FMA micro-kernels. On a CPU
+//! without AVX2 and FMA (or another architecture) it runs the reference tile.
+//!
+//! Layout of one block of up to [`BLOCK`] tokens (`mp` = `m` rounded up to 8, the query vectors
+//! in panels of 8 — one AVX2 register — padded with zero queries):
+//!
+//! * `qt [panels × head_dim × 8]`: `scale · Q`, transposed per panel (packed once per task);
+//! * `off [tokens]`: the element offset of each token's K row in the cache (V = `+ stride_kv`);
+//! * `S = Q·Kᵀ` by a kernel over (2 panels × 6 tokens) of accumulators: per `d`, two panel
+//!   loads and six broadcasts of `K[token][d]` straight from the pages; stored token-major,
+//!   `s [bl × mp]`, one vector store per accumulator;
+//! * the online softmax vectorized across query vectors (mask past each vector's limit, running
+//!   max, the polynomial `exp` of the reference's `exp_shifted`, running sum, `alpha` rescale of
+//!   the accumulated output): `s` becomes the probabilities in place, still token-major;
+//! * `Oᵀ += Pᵀ·V` by a kernel over (2 panels × 6 head-dim columns): per token, two panel loads
+//!   of the probabilities and six broadcasts of `V[token][d]` from the pages, accumulated in
+//!   `ot [head_dim × mp]`.
+//!
+//! Each K/V element is loaded once per pair of panels (16 query vectors) from L1, and never
+//! copied: the cache lines of a shared page are read where they lie.
+
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::decode_tile::fast_exp;
+use crate::cpu::decode_tile::{self, Chunk, KvHead, Tile};
+
+/// Tokens per block (the scores of a block for 64 query vectors are 32 KiB).
+pub const BLOCK: usize = 128;
+
+/// The in-place tile (see the [module docs](self)).
+#[derive(Clone, Copy, Debug)]
+pub struct InPlace;
+
+/// Reusable buffers of [`InPlace`].
+#[derive(Default, Debug)]
+pub struct Scratch {
+    qt: Vec<f32>,
+    off: Vec<usize>,
+    s: Vec<f32>,
+    ot: Vec<f32>,
+    mx: Vec<f32>,
+    m: Vec<f32>,
+    l: Vec<f32>,
+    alpha: Vec<f32>,
+    reference: decode_tile::Scratch,
+}
+
+impl Tile for InPlace {
+    type Scratch = Scratch;
+    fn attend(
+        kv: &KvHead<'_>,
+        chunk: &Chunk<'_>,
+        q: &[f32],
+        lim: &[i64],
+        scale: f32,
+        o: &mut [f32],
+        lse: &mut [f32],
+        sc: &mut Scratch,
+    ) {
+        attend(kv, chunk, q, lim, scale, o, lse, sc);
+    }
+}
+
+/// Whether this CPU runs the in-place kernels (else [`attend`] runs the reference tile).
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Attends `q` (`[m × head_dim]`) to `chunk` for one KV head: the contract of
+/// [`decode_tile::attend`], reading K/V in place.
+#[allow(clippy::too_many_arguments)]
+pub fn attend(
+    kv: &KvHead<'_>,
+    chunk: &Chunk<'_>,
+    q: &[f32],
+    lim: &[i64],
+    scale: f32,
+    o: &mut [f32],
+    lse: &mut [f32],
+    sc: &mut Scratch,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if available() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked by `available`), the features
+        // `attend_avx2` is compiled for.
+        unsafe { attend_avx2(kv, chunk, q, lim, scale, o, lse, sc) };
+        return;
+    }
+    decode_tile::attend(kv, chunk, q, lim, scale, o, lse, &mut sc.reference);
+}
+
+/// Query vectors per panel (one AVX2 register of f32).
+#[cfg(target_arch = "x86_64")]
+const LANES: usize = 8;
+
+/// [`attend`] on AVX2 + FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_avx2(
+    kv: &KvHead<'_>,
+    chunk: &Chunk<'_>,
+    q: &[f32],
+    lim: &[i64],
+    scale: f32,
+    o: &mut [f32],
+    lse: &mut [f32],
+    sc: &mut Scratch,
+) {
+    let (m, d) = (lim.len(), kv.head_dim);
+    let np = m.div_ceil(LANES);
+    let mp = np * LANES;
+    let q = &q[..m * d];
+    let (o, lse) = (&mut o[..m * d], &mut lse[..m]);
+    // Qᵀ per panel, scaled; padding query vectors are zero (their scores are ignored).
+    sc.qt.clear();
+    sc.qt.resize(np * d * LANES, 0.0);
+    for (i, row) in q.chunks_exact(d.max(1)).enumerate() {
+        let panel = &mut sc.qt[(i / LANES) * d * LANES..][..d * LANES];
+        for (p, &x) in row.iter().enumerate() {
+            panel[p * LANES + i % LANES] = x * scale;
+        }
+    }
+    sc.ot.clear();
+    sc.ot.resize(d * mp, 0.0);
+    sc.m.clear();
+    sc.m.resize(mp, f32::NEG_INFINITY);
+    sc.l.clear();
+    sc.l.resize(mp, 0.0);
+    sc.alpha.clear();
+    sc.alpha.resize(mp, 1.0);
+    let max_lim = lim.iter().copied().max().unwrap_or(-1);
+    let hi = (chunk.kv_end as i64).min(max_lim + 1).max(chunk.kv_start as i64) as usize;
+    let len = kv.data.len();
+    let mut t0 = chunk.kv_start;
+    while t0 < hi {
+        let bl = BLOCK.min(hi - t0);
+        sc.off.clear();
+        for t in t0..t0 + bl {
+            let rel = t - chunk.kv_start;
+            let page = chunk.pages[rel / kv.page_size] as usize;
+            let k = kv.base + page * kv.stride_page + (rel % kv.page_size) * kv.stride_token;
+            // The kernels read `[k, k + d)` (K) and `[k + stride_kv, k + stride_kv + d)` (V)
+            // without bounds checks: both must lie in the cache slice.
+            assert!(k + d <= len && k + kv.stride_kv + d <= len, "K/V row out of the cache");
+            sc.off.push(k);
+        }
+        sc.s.clear();
+        sc.s.resize(bl * mp, 0.0);
+        // SAFETY: every offset in `off` has its K row in `kv.data` (asserted above); `qt` holds
+        // `np` panels of `d × 8`; `s` holds `bl × mp`.
+        unsafe { qk(&sc.qt, np, d, kv.data.as_ptr(), &sc.off, &mut sc.s) };
+        softmax_block(&mut sc.s, bl, mp, lim, t0, &mut sc.m, &mut sc.l, &mut sc.alpha, &mut sc.mx);
+        if sc.alpha.iter().any(|&a| a != 1.0) {
+            for orow in sc.ot.chunks_exact_mut(mp) {
+                for (x, a) in orow.iter_mut().zip(&sc.alpha) {
+                    *x *= a;
+                }
+            }
+        }
+        // SAFETY: every offset in `off` has its V row (`+ stride_kv`) in `kv.data` (asserted
+        // above); `s` holds `bl × mp`, `ot` holds `d × mp`.
+        unsafe {
+            pv(&sc.s, np, d, kv.data.as_ptr().add(kv.stride_kv), &sc.off, &mut sc.ot);
+        }
+        t0 += bl;
+    }
+    for i in 0..m {
+        let l = sc.l[i];
+        let orow = &mut o[i * d..(i + 1) * d];
+        if l > 0.0 {
+            let inv = 1.0 / l;
+            for (p, x) in orow.iter_mut().enumerate() {
+                *x = sc.ot[p * mp + i] * inv;
+            }
+            lse[i] = sc.m[i] + l.ln();
+        } else {
+            orow.fill(0.0);
+            lse[i] = f32::NEG_INFINITY;
+        }
+    }
+}
+
+/// The online-softmax step of one block, vectorized across query vectors: `s` holds the scores
+/// `[bl × mp]` of positions `t0..t0 + bl` and becomes the probabilities (0 where masked:
+/// position `> lim[i]`, or a padding vector `i >= lim.len()`). Updates the running max `m` and
+/// sum `l` per vector and sets `alpha`, the factor the accumulated output must be scaled by.
+/// Same arithmetic as the reference row loop (`exp_shifted`'s polynomial, `f32::exp` for
+/// `alpha`); only the summation order of a block's probabilities differs.
+#[allow(clippy::too_many_arguments)]
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn softmax_block(
+    s: &mut [f32],
+    bl: usize,
+    mp: usize,
+    lim: &[i64],
+    t0: usize,
+    m: &mut [f32],
+    l: &mut [f32],
+    alpha: &mut [f32],
+    mx: &mut Vec<f32>,
+) {
+    // Mask: positions past each vector's limit (all of a padding vector's) score -inf.
+    for i in 0..mp {
+        let nvalid = lim.get(i).map_or(0, |&x| (x + 1 - t0 as i64).clamp(0, bl as i64) as usize);
+        for t in nvalid..bl {
+            s[t * mp + i] = f32::NEG_INFINITY;
+        }
+    }
+    mx.clear();
+    mx.resize(mp, f32::NEG_INFINITY);
+    for row in s.chunks_exact(mp) {
+        for (a, &x) in mx.iter_mut().zip(row) {
+            *a = a.max(x);
+        }
+    }
+    // `mx` becomes the shift: the new running max, or 0 for a vector that has seen no key yet
+    // (its scores are all -inf and give 0; -inf - -inf would be NaN).
+    for i in 0..mp {
+        let m_new = m[i].max(mx[i]);
+        if m_new == f32::NEG_INFINITY {
+            alpha[i] = 1.0;
+            mx[i] = 0.0;
+        } else {
+            alpha[i] = (m[i] - m_new).exp();
+            m[i] = m_new;
+            mx[i] = m_new;
+        }
+    }
+    exp_rows(s, mx, mp, l, alpha);
+}
+
+/// `s[t][i] = exp(s[t][i] - shift[i])` (the polynomial of
+/// [`exp_shifted`](crate::cpu::decode_tile::exp_shifted)) and
+/// `l[i] = l[i]·alpha[i] + Σ_t s[t][i]`, on AVX2 + FMA.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn exp_rows(s: &mut [f32], shift: &[f32], mp: usize, l: &mut [f32], alpha: &[f32]) {
+    // SAFETY: `attend_avx2`, the only caller, runs on a CPU with AVX2 and FMA.
+    unsafe { exp_rows_avx2(s, shift, mp, l, alpha) }
+}
+
+/// [`exp_rows`] compiled for AVX2 + FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_rows_avx2(s: &mut [f32], shift: &[f32], mp: usize, l: &mut [f32], alpha: &[f32]) {
+    let shift = &shift[..mp];
+    let mut sum = [0f32; 256];
+    let mut i0 = 0;
+    // Query vectors in groups of up to 256 (a sum buffer on the stack); tokens inner.
+    while i0 < mp {
+        let n = (mp - i0).min(256);
+        let (sh, acc) = (&shift[i0..i0 + n], &mut sum[..n]);
+        acc.fill(0.0);
+        for row in s.chunks_exact_mut(mp) {
+            for ((x, &c), a) in row[i0..i0 + n].iter_mut().zip(sh).zip(acc.iter_mut()) {
+                let e = fast_exp(*x - c);
+                *x = e;
+                *a += e;
+            }
+        }
+        for ((li, &al), &a) in l[i0..i0 + n].iter_mut().zip(&alpha[i0..i0 + n]).zip(acc.iter()) {
+            *li = *li * al + a;
+        }
+        i0 += n;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::{
+    _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps, _mm256_storeu_ps,
+};
+
+/// `s[t][i] = Σ_p qt[i / 8][p][i % 8] · K[off[t] + p]` for every token `t < off.len()` and
+/// query vector `i < np·8` (`s` is `[bl × np·8]`).
+///
+/// # Safety
+/// AVX2 + FMA; `kd[off[t] .. off[t] + d]` readable for every `t`; `qt.len() >= np·d·8`;
+/// `s.len() == np·8·off.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn qk(qt: &[f32], np: usize, d: usize, kd: *const f32, off: &[usize], s: &mut [f32]) {
+    let bl = off.len();
+    debug_assert!(qt.len() >= np * d * LANES && s.len() == np * LANES * bl);
+    let mut t = 0;
+    // Tokens outer, panels inner: the K rows of a token group stay in L1 across panels.
+    while t < bl {
+        let nt = if bl - t >= 6 { 6 } else { 1 };
+        let mut pn = 0;
+        while pn < np {
+            // SAFETY: forwarded from the caller; the panel and token ranges are in bounds.
+            unsafe {
+                match (np - pn >= 2, nt) {
+                    (true, 6) => qk_tile::<2, 6>(qt, pn, d, kd, &off[t..t + 6], s, bl, t),
+                    (true, _) => qk_tile::<2, 1>(qt, pn, d, kd, &off[t..t + 1], s, bl, t),
+                    (false, 6) => qk_tile::<1, 6>(qt, pn, d, kd, &off[t..t + 6], s, bl, t),
+                    (false, _) => qk_tile::<1, 1>(qt, pn, d, kd, &off[t..t + 1], s, bl, t),
+                }
+            }
+            pn += if np - pn >= 2 { 2 } else { 1 };
+        }
+        t += nt;
+    }
+}
+
+/// One `(P panels × NT tokens)` register tile of [`qk`], panels from `pn`, tokens from `t`.
+///
+/// # Safety
+/// As [`qk`], with `offs.len() == NT`, `pn + P <= np`, `t + NT <= bl`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+// The register tiles index the accumulators by (panel, column) counters on purpose.
+#[allow(clippy::needless_range_loop)]
+#[inline]
+unsafe fn qk_tile<const P: usize, const NT: usize>(
+    qt: &[f32],
+    pn: usize,
+    d: usize,
+    kd: *const f32,
+    offs: &[usize],
+    s: &mut [f32],
+    bl: usize,
+    t: usize,
+) {
+    let mut acc = [[_mm256_setzero_ps(); NT]; P];
+    let qp = qt[pn * d * LANES..(pn + P) * d * LANES].as_ptr();
+    let mut rows = [kd; NT];
+    for (r, &k) in rows.iter_mut().zip(offs) {
+        // SAFETY: `kd + k` is the start of a K row of `d` readable elements (caller).
+        *r = unsafe { kd.add(k) };
+    }
+    // Pointer increments only in the hot loop (no checked index arithmetic).
+    let mut qk_ptr = [qp; P];
+    for (k, ptr) in qk_ptr.iter_mut().enumerate() {
+        // SAFETY: panel `pn + k < np` starts inside `qt`.
+        *ptr = unsafe { qp.add(k * d * LANES) };
+    }
+    for _ in 0..d {
+        let mut a = [_mm256_setzero_ps(); P];
+        for k in 0..P {
+            // SAFETY: element `p < d` of panel `pn + k`: 8 floats inside `qt`; the pointer
+            // moves on by 8 floats per element, ending one past the panel.
+            unsafe {
+                a[k] = _mm256_loadu_ps(qk_ptr[k]);
+                qk_ptr[k] = qk_ptr[k].add(LANES);
+            }
+        }
+        for j in 0..NT {
+            // SAFETY: element `p < d` of token `t + j`'s K row; the pointer moves on by one,
+            // ending one past the row.
+            let b = unsafe {
+                let b = _mm256_broadcast_ss(&*rows[j]);
+                rows[j] = rows[j].add(1);
+                b
+            };
+            for k in 0..P {
+                acc[k][j] = _mm256_fmadd_ps(a[k], b, acc[k][j]);
+            }
+        }
+    }
+    let mp = s.len() / bl;
+    for (k, acck) in acc.iter().enumerate() {
+        for (j, &v) in acck.iter().enumerate() {
+            let i = (t + j) * mp + (pn + k) * LANES;
+            // SAFETY: token `t + j < bl`, panel `pn + k < np`: 8 floats inside `s`.
+            unsafe { _mm256_storeu_ps(s[i..i + LANES].as_mut_ptr(), v) };
+        }
+    }
+}
+
+/// `ot[p][i] += Σ_t pt[t][i] · V[off[t] + p]` (`pt` = the probabilities `[bl × np·8]`) for every head-dim column `p < d` and query
+/// vector `i < np·8` (`mp = np·8`).
+///
+/// # Safety
+/// AVX2 + FMA; `vd[off[t] .. off[t] + d]` readable for every `t`; `pt.len() >= off.len()·mp`;
+/// `ot.len() >= d·mp`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn pv(pt: &[f32], np: usize, d: usize, vd: *const f32, off: &[usize], ot: &mut [f32]) {
+    let mp = np * LANES;
+    debug_assert!(pt.len() >= off.len() * mp && ot.len() >= d * mp);
+    let mut p = 0;
+    // Columns outer, panels inner: the V lines of a column group stay in L1 across panels.
+    while p < d {
+        let nd = if d - p >= 6 { 6 } else { 1 };
+        let mut pn = 0;
+        while pn < np {
+            // SAFETY: forwarded from the caller; the panel and column ranges are in bounds.
+            unsafe {
+                match (np - pn >= 2, nd) {
+                    (true, 6) => pv_tile::<2, 6>(pt, pn, mp, vd, off, ot, p),
+                    (true, _) => pv_tile::<2, 1>(pt, pn, mp, vd, off, ot, p),
+                    (false, 6) => pv_tile::<1, 6>(pt, pn, mp, vd, off, ot, p),
+                    (false, _) => pv_tile::<1, 1>(pt, pn, mp, vd, off, ot, p),
+                }
+            }
+            pn += if np - pn >= 2 { 2 } else { 1 };
+        }
+        p += nd;
+    }
+}
+
+/// One `(P panels × ND columns)` register tile of [`pv`], panels from `pn`, columns from `p0`.
+///
+/// # Safety
+/// As [`pv`], with `pn + P <= np`, `p0 + ND <= d`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+// The register tiles index the accumulators by (panel, column) counters on purpose.
+#[allow(clippy::needless_range_loop)]
+#[inline]
+unsafe fn pv_tile<const P: usize, const ND: usize>(
+    pt: &[f32],
+    pn: usize,
+    mp: usize,
+    vd: *const f32,
+    off: &[usize],
+    ot: &mut [f32],
+    p0: usize,
+) {
+    let mut acc = [[_mm256_setzero_ps(); ND]; P];
+    for (k, acck) in acc.iter_mut().enumerate() {
+        for (j, a) in acck.iter_mut().enumerate() {
+            let i = (p0 + j) * mp + (pn + k) * LANES;
+            // SAFETY: column `p0 + j < d`, panel `pn + k < np`: 8 floats inside `ot`.
+            *a = unsafe { _mm256_loadu_ps(ot[i..i + LANES].as_ptr()) };
+        }
+    }
+    // SAFETY: panel `pn < np` of token 0 is inside `pt`.
+    let mut pp = unsafe { pt.as_ptr().add(pn * LANES) };
+    for &v in off {
+        let mut a = [_mm256_setzero_ps(); P];
+        for (k, ak) in a.iter_mut().enumerate() {
+            // SAFETY: token `t < off.len()`, panel `pn + k < np`: 8 floats inside `pt`.
+            *ak = unsafe { _mm256_loadu_ps(pp.add(k * LANES)) };
+        }
+        // The next token's panels (wrapping: past the end after the last token, never read).
+        pp = pp.wrapping_add(mp);
+        // SAFETY: `vd + v` starts token `t`'s V row of `d` readable elements (caller).
+        let row = unsafe { vd.add(v + p0) };
+        for j in 0..ND {
+            // SAFETY: `p0 + j < d`: inside the V row.
+            let b = unsafe { _mm256_broadcast_ss(&*row.add(j)) };
+            for k in 0..P {
+                acc[k][j] = _mm256_fmadd_ps(a[k], b, acc[k][j]);
+            }
+        }
+    }
+    for (k, acck) in acc.iter().enumerate() {
+        for (j, &a) in acck.iter().enumerate() {
+            let i = (p0 + j) * mp + (pn + k) * LANES;
+            // SAFETY: as the load above.
+            unsafe { _mm256_storeu_ps(ot[i..i + LANES].as_mut_ptr(), a) };
+        }
+    }
+}
