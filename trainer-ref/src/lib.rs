@@ -4,8 +4,8 @@
 //! sampling engine the TreePO sampler drives on it ([`engine`]: tree-kv pages + tree-attn decode
 //! on every backend), its pure-math RL core ([`rl`]), training ([`train`]: batches, backward,
 //! AdamW), rollout trees as training batches ([`rollout`]), the RL loop ([`pipeline`]), runs ([`run`]: configs, checkpoints, metrics, plots),
-//! evaluation metrics ([`metrics`]) and the verifiable tasks ([`tasks`]); the `treepo` binary
-//! builds on them.
+//! evaluation metrics ([`metrics`]), the verifiable tasks ([`tasks`]) and the parts of an RL step
+//! that run in separate processes ([`distributed`]); the `treepo` binary builds on them.
 //!
 //! ## Key decisions
 //!
@@ -43,6 +43,7 @@
 
 #![deny(missing_docs)]
 
+pub mod distributed;
 pub mod engine;
 pub mod metrics;
 pub mod model;

@@ -13,6 +13,7 @@ mod cli_run;
 mod cli_sample;
 mod config_hostile;
 mod config_names;
+mod distributed;
 mod engine_determinism;
 mod engine_parity;
 mod engine_pool;

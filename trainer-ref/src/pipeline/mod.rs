@@ -189,7 +189,8 @@ pub struct RlStats {
     pub updated: bool,
 }
 
-/// Samples `problems` with `mode` on `engine` (the building block of a [`SampleFn`]).
+/// Samples `problems` with `mode` on `engine` (the building block of a [`SampleFn`]); the
+/// queries' ids (which seed their randomness) are their positions in `problems`.
 pub fn sample<E: Engine + ?Sized, H: TaskHooks>(
     engine: &mut E,
     sampler: &TreeSampler<H>,
@@ -197,10 +198,23 @@ pub fn sample<E: Engine + ?Sized, H: TaskHooks>(
     tok: &Tokenizer,
     problems: &[Problem],
 ) -> Result<RolloutTree, TrainError> {
+    sample_ids(engine, sampler, mode, tok, problems, 0)
+}
+
+/// [`sample`] with query ids `first_id, first_id + 1, ...`: a slice of a batch sampled with its
+/// offset in the batch as `first_id` draws the same randomness as the whole batch did for it.
+pub fn sample_ids<E: Engine + ?Sized, H: TaskHooks>(
+    engine: &mut E,
+    sampler: &TreeSampler<H>,
+    mode: SamplingMode,
+    tok: &Tokenizer,
+    problems: &[Problem],
+    first_id: u64,
+) -> Result<RolloutTree, TrainError> {
     let prompts: Vec<Vec<u32>> =
         problems.iter().map(|p| tok.encode(&p.prompt)).collect::<Result<_, _>>()?;
-    let refs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
-    let queries = Query::batch(&refs);
+    let queries: Vec<Query<'_>> =
+        prompts.iter().enumerate().map(|(i, p)| Query::new(first_id + i as u64, p)).collect();
     let tree = match mode {
         SamplingMode::Tree => sampler.sample(engine, &queries),
         SamplingMode::Sequential => sampler.sample_sequential(engine, &queries),

@@ -244,6 +244,32 @@ impl Trainer {
         cfg: &PolicyLossConfig,
         temperature: f32,
     ) -> Result<(Vec<f32>, Option<Vec<f32>>, LossStats, f64), TrainError> {
+        let leaf_lens: Vec<usize> = batch.leaf_targets.iter().map(Vec::len).collect();
+        let weights = cfg.aggregation.sequence_weights(&leaf_lens)?;
+        self.rl_gradient_weighted(batch, advantages, &weights, logp_old, cfg, temperature)
+    }
+
+    /// [`Trainer::rl_gradient`] with the loss aggregation's per-group weights given
+    /// (`weights[group]` multiplies every token term of the group) instead of computed from
+    /// this batch: a data-parallel rank that holds part of a mini-batch passes the weights of
+    /// the whole mini-batch, so the ranks' gradients sum to the whole mini-batch's.
+    #[allow(clippy::type_complexity)]
+    pub fn rl_gradient_weighted(
+        &mut self,
+        batch: &TrainBatch,
+        advantages: &[Vec<f64>],
+        weights: &[f64],
+        logp_old: &[f32],
+        cfg: &PolicyLossConfig,
+        temperature: f32,
+    ) -> Result<(Vec<f32>, Option<Vec<f32>>, LossStats, f64), TrainError> {
+        if weights.len() != batch.leaf_targets.len() {
+            return Err(TrainError::Batch(format!(
+                "{} aggregation weights for {} target groups",
+                weights.len(),
+                batch.leaf_targets.len()
+            )));
+        }
         if advantages.len() != batch.leaf_targets.len() {
             return Err(TrainError::Batch(format!(
                 "{} advantage lists for {} leaves",
@@ -273,15 +299,13 @@ impl Trainer {
                 Some(Self::logprobs_with(reference, batch, &db, acts, temperature)?.logp)
             }
         };
-        let leaf_lens: Vec<usize> = batch.leaf_targets.iter().map(Vec::len).collect();
-        let weights = cfg.aggregation.sequence_weights(&leaf_lens)?;
         let leaves: Vec<PackedLeaf<'_>> = batch
             .leaf_targets
             .iter()
             .zip(advantages)
             .map(|(t, a)| PackedLeaf { tokens: t, advantages: a })
             .collect();
-        let adv = pack_advantages(batch.num_targets(), &leaves, &weights)?;
+        let adv = pack_advantages(batch.num_targets(), &leaves, weights)?;
         let f64s = |v: &[f32]| -> Vec<f64> { v.iter().map(|&x| x as f64).collect() };
         let (logp, old, h) = (f64s(&lp.logp), f64s(logp_old), f64s(&lp.entropy));
         let lr = logp_ref.as_deref().map(f64s);

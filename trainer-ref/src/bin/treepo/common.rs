@@ -11,10 +11,9 @@ use treepo_kernels::Device;
 
 use crate::device::DeviceArg;
 use treepo_sampler::{FinishReason, QueryStatus, RolloutTree, TreeConfig, TreeSampler};
-use treepo_trainer::engine::{EngineConfig, ModelEngine};
 use treepo_trainer::model::{CharTokenizer, Model, ModelConfig, Tokenizer};
-use treepo_trainer::pipeline::{self, SamplingMode};
-use treepo_trainer::run::{RunConfig, TrainerState};
+use treepo_trainer::pipeline::SamplingMode;
+use treepo_trainer::run::{RunConfig, TrainerState, setup};
 use treepo_trainer::tasks::{Hooks, Problem, Split, Task, TokenText};
 use treepo_trainer::train::TrainError;
 
@@ -197,28 +196,10 @@ pub fn sampler_config(
     model: &Model,
     seed: u64,
 ) -> Result<TreeConfig> {
-    let mut c = base.clone();
-    if let Some(stop) = task.stop_symbol() {
-        let id = tok
-            .token_id(&stop.to_string())
-            .ok_or_else(|| anyhow!("the tokenizer has no token for the stop symbol {stop:?}"))?;
-        c.stop_token_ids.insert(id);
-    }
-    if c.stop_token_ids.is_empty() {
-        c.stop_token_ids.extend(model.config().eos_token_ids.iter().copied());
-    }
-    if c.stop_token_ids.is_empty() {
-        bail!("no stop token: the task has no stop symbol and the model config no eos_token_id");
-    }
-    c.seed = seed;
-    Ok(c)
+    Ok(setup::sampler_config(base, task, tok, model, seed)?)
 }
 
-/// The seed of a run's evaluation samples, derived from `run.seed` (the runner and `treepo
-/// eval` use the same, so eval reproduces the run's figures).
-pub const fn eval_seed(run_seed: u64) -> u64 {
-    run_seed ^ 0xe7a1
-}
+pub use treepo_trainer::run::setup::eval_seed;
 
 /// Task hooks for the sampler (answer detection, repetition) over `tok`.
 pub fn hooks(task: &dyn Task, tok: &Tokenizer) -> Result<Hooks> {
@@ -293,14 +274,7 @@ pub fn sample_fn<'a>(
 ) -> impl FnMut(&Model, &TreeConfig, SamplingMode, &[Problem]) -> Result<RolloutTree, TrainError> + 'a
 {
     move |model, cfg, mode, problems| {
-        let pages = u32::try_from(kv_pages).map_err(|_| {
-            TrainError::Config(format!("run.kv_pages = {kv_pages} does not fit in 32 bits"))
-        })?;
-        let mut engine = ModelEngine::new(model, EngineConfig::with_pages(pages))
-            .map_err(|e| TrainError::Batch(format!("engine: {e}")))?;
-        let sampler = TreeSampler::new(cfg.clone(), hooks.clone())
-            .map_err(|e| TrainError::Config(format!("sampler: {e}")))?;
-        let tree = pipeline::sample(&mut engine, &sampler, mode, tok, problems)?;
+        let tree = setup::sample_fresh(model, kv_pages, cfg, hooks, tok, mode, problems, 0)?;
         count_kv_exhaustion(&tree);
         Ok(tree)
     }

@@ -7,11 +7,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow};
 use serde::Serialize;
-use treepo_trainer::pipeline::{self, EvalReport, RlSettings};
-use treepo_trainer::rl::{
-    AdvantageConfig, ClipConfig, KlPenalty, OverlongPenalty, PolicyLossConfig,
-};
-use treepo_trainer::run::{MetricsLog, RunConfig, TrainerState, checkpoint, plot};
+use treepo_trainer::pipeline::{self, EvalReport};
+use treepo_trainer::run::{MetricsLog, RunConfig, TrainerState, checkpoint, plot, setup};
 use treepo_trainer::tasks::{Split, TaskRng, problems};
 use treepo_trainer::train::{AdamW, Trainer};
 
@@ -245,37 +242,7 @@ pub fn run(
 
     // Reinforcement learning.
     if phases.rl {
-        let (mode, estimator) = cfg.rl.algo.parts();
-        // `rl.algo` picks the estimator; `[rl.advantage]` carries the estimators' options.
-        let mut advantage = cfg.rl.advantage.unwrap_or_default();
-        advantage.estimator = estimator;
-        let max_len = rl_sampler
-            .max_response_length
-            .unwrap_or(rl_sampler.tree_max_depth * rl_sampler.tree_max_token_per_step);
-        let mut settings = RlSettings {
-            sampling: mode,
-            advantage: AdvantageConfig { ..advantage },
-            loss: PolicyLossConfig {
-                clip: ClipConfig {
-                    clip_ratio_low: cfg.rl.loss.clip_ratio_low,
-                    clip_ratio_high: cfg.rl.loss.clip_ratio_high,
-                    clip_ratio_c: (cfg.rl.loss.clip_ratio_c > 0.0)
-                        .then_some(cfg.rl.loss.clip_ratio_c),
-                },
-                aggregation: cfg.rl.loss.loss_agg_mode,
-                kl: (cfg.rl.loss.kl_coef > 0.0).then_some(KlPenalty { coef: cfg.rl.loss.kl_coef }),
-                entropy_coef: cfg.rl.loss.entropy_coef,
-            },
-            sampler: rl_sampler.clone(),
-            mini_batches: cfg.rl.mini_batches,
-            packed: cfg.rl.packed && mode == pipeline::SamplingMode::Tree,
-            dynamic_sampling: usize::try_from(cfg.rl.dynamic_sampling_rounds).ok(),
-            overlong: (cfg.rl.overlong_buffer > 0).then_some(OverlongPenalty {
-                max_response_len: max_len,
-                buffer_len: cfg.rl.overlong_buffer,
-                factor: 1.0,
-            }),
-        };
+        let mut settings = setup::rl_settings(cfg, &rl_sampler);
         if settings.loss.kl.is_some() {
             trainer.reference = Some(treepo_trainer::model::Model::from_params(
                 trainer.device(),
@@ -286,7 +253,7 @@ pub fn run(
         let mut pb = Progress::new(cfg.rl.steps, cfg.rl.algo.name());
         pb.set_position(state.step);
         let q = cfg.rl.queries_per_step;
-        let mut next_index = state.next_problem.max(1 << 20);
+        let mut next_index = state.next_problem.max(setup::RL_FIRST_PROBLEM);
         while state.step < cfg.rl.steps {
             if interrupted() {
                 break;
@@ -299,7 +266,7 @@ pub fn run(
             };
             // A fresh, reproducible sampler seed per step: resuming at step k draws what an
             // uninterrupted run would have drawn.
-            settings.sampler.seed = splitmix(rl_sampler.seed ^ state.step);
+            settings.sampler.seed = setup::step_seed(rl_sampler.seed, state.step);
             let kv_before = common::kv_exhaustion();
             let t_step = Instant::now();
             let stats = pipeline::rl_iteration(
@@ -377,14 +344,6 @@ fn save(
     checkpoint::save(run_dir, trainer, tok, state, Some(cfg))?;
     checkpoint::prune(run_dir, usize::try_from(cfg.run.keep_last).unwrap_or(usize::MAX))?;
     Ok(())
-}
-
-/// SplitMix64's finalizer: decorrelates consecutive seeds.
-fn splitmix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// The plots of the phases the runs logged, one line per run directory (labelled with its
