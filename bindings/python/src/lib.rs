@@ -11,6 +11,7 @@ mod errors;
 mod kv_layout;
 mod merge;
 mod packed;
+mod run_worker;
 mod sampler;
 mod tensor;
 
@@ -25,6 +26,7 @@ fn _treepo(m: &Bound<'_, PyModule>) -> PyResult<()> {
     decode::register(m)?;
     merge::register(m)?;
     packed::register(m)?;
+    run_worker::register(m)?;
     sampler::register(m)?;
     Ok(())
 }
