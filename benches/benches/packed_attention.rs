@@ -5,7 +5,10 @@
 //! For each scenario the summary line gives the token-reduction ratio (flat tokens / tree
 //! tokens), the measured time ratio (flat / tree; medians of `REPS` runs in this process) and
 //! useful FLOP/s (unmasked pairs only: forward `4·D·H_q` per visible query×key pair, backward
-//! 2.5× that). Criterion then times each case.
+//! 2.5× that), and that rate as a fraction of the same-shape GEMM's, measured in the same run:
+//! `[N·H_q/H_kv, D] × [N, D]ᵀ`, the dense score product of one KV head's query heads (issue
+//! target on the CPU: fwd+bwd of the TreePO tree ≥ 40 %, printed as a `TARGET` line). Criterion
+//! then times each case.
 //!
 //! Run: `cargo bench -p treepo-benches --bench packed_attention` (`-- --quick` for a short run).
 
@@ -16,6 +19,7 @@ use tree_attn::packed::{
     PackNode, PackedAttentionGrads, PackedAttentionParams, PackedAttentionSaved, PackedTree,
     TreeMask, packed_attention_bwd, packed_attention_fwd,
 };
+use treepo_kernels::ops::{GemmSpec, gemm};
 use treepo_kernels::testing::{Rng, skip};
 use treepo_kernels::{AdapterPolicy, BackendKind, Buffer, Device, Result};
 
@@ -140,6 +144,55 @@ fn median(mut f: impl FnMut() -> Result<()>) -> Result<Duration> {
     Ok(t[REPS / 2])
 }
 
+/// GFLOP/s of the same-shape GEMM (see the module doc) on `dev`.
+fn gemm_rate(dev: &Device, n: usize, p: &PackedAttentionParams) -> Result<f64> {
+    let m = n * p.num_qo_heads / p.num_kv_heads;
+    let spec = GemmSpec::linear(m, n, p.head_dim);
+    let mut rng = Rng::new(7);
+    let a = dev.upload(&rng.normals(m * p.head_dim, 1.0))?;
+    let b = dev.upload(&rng.normals(n * p.head_dim, 1.0))?;
+    let mut c = dev.zeros::<f32>(m * n)?;
+    let t = median(|| {
+        gemm(dev, &a, &b, &mut c, &spec)?;
+        dev.synchronize()
+    })?;
+    Ok(spec.flops() / t.as_secs_f64() / 1e9)
+}
+
+/// Seconds of the readable reference twin's forward + backward (`cpu::packed_attention_*`,
+/// what the CPU backend ran before its fast twin) on `tree`: the same run's baseline.
+fn reference_twin(tree: &PackedTree, p: &PackedAttentionParams) -> Duration {
+    use treepo_kernels::cpu::packed_attention_bwd::{BwdInputs, backward};
+    use treepo_kernels::cpu::packed_attention_fwd::{Mask, Shape, TILE, forward};
+    let ends = tree.kv_row_end();
+    let n = ends.len();
+    let bounds: Vec<i32> = ends
+        .chunks(TILE)
+        .flat_map(|c| [*c.iter().min().unwrap_or(&0), *c.iter().max().unwrap_or(&0)])
+        .collect();
+    let mask = Mask { kv_row_end: ends, block_bounds: &bounds };
+    let s = Shape {
+        num_tokens: n,
+        num_qo_heads: p.num_qo_heads,
+        num_kv_heads: p.num_kv_heads,
+        head_dim: p.head_dim,
+        sm_scale: 1.0 / (p.head_dim as f32).sqrt(),
+    };
+    let mut rng = Rng::new(5);
+    let (nq, nkv) = (n * p.num_qo_heads * p.head_dim, n * p.num_kv_heads * p.head_dim);
+    let (q, kv) = (rng.normals(nq, 1.0), rng.normals(nkv, 1.0));
+    let (mut o, mut lse, mut delta) =
+        (vec![0f32; nq], vec![0f32; p.num_qo_heads * n], vec![0f32; p.num_qo_heads * n]);
+    let (mut dq, mut dk, mut dv) = (vec![0f32; nq], vec![0f32; nkv], vec![0f32; nkv]);
+    median(|| {
+        forward(&q, &kv, &kv, mask, &mut o, &mut lse, s);
+        let x = BwdInputs { q: &q, k: &kv, v: &kv, o: &o, d_o: &q, lse: &lse };
+        backward(x, mask, &mut delta, &mut dq, &mut dk, &mut dv, s);
+        Ok(())
+    })
+    .unwrap_or(Duration::MAX)
+}
+
 fn devices() -> Vec<Device> {
     let mut out = vec![Device::cpu()];
     match Device::wgpu(AdapterPolicy::AllowSoftware) {
@@ -200,6 +253,39 @@ fn bench(c: &mut Criterion) {
                     gflops(pairs.0, tt),
                     gflops(pairs.1, tf),
                 );
+                match gemm_rate(&dev, t.n, &p) {
+                    Ok(peak) => {
+                        let frac = gflops(pairs.0, tt) / peak;
+                        println!(
+                            "packed_attention {name} [{label}] {pass}: tree {:.2} useful GFLOP/s = \
+                             {:.0} % of the same-shape GEMM ({peak:.1} GFLOP/s)",
+                            gflops(pairs.0, tt),
+                            frac * 100.0
+                        );
+                        if bwd && dev.kind() == BackendKind::Cpu {
+                            let r = reference_twin(&tree, &p);
+                            println!(
+                                "packed_attention cpu [{label}] fwd+bwd: reference twin {:.3} ms \
+                                 ({:.2} useful GFLOP/s, {:.0} % of the GEMM); fast twin {:.2}x \
+                                 faster",
+                                r.as_secs_f64() * 1e3,
+                                gflops(pairs.0, r),
+                                gflops(pairs.0, r) / peak * 100.0,
+                                r.as_secs_f64() / tt.as_secs_f64()
+                            );
+                        }
+                        if bwd && dev.kind() == BackendKind::Cpu && label.starts_with("treepo") {
+                            println!(
+                                "TARGET packed attention fwd+bwd >= 40 % of the GEMM rate on the \
+                                 CPU: {:.0} % {}",
+                                frac * 100.0,
+                                if frac >= 0.40 { "met" } else { "MISSED" },
+                            );
+                            treepo_benches::print_load();
+                        }
+                    }
+                    Err(e) => skip(&format!("packed_attention {name} gemm rate"), &e.to_string()),
+                }
                 let mut g = c.benchmark_group(format!("packed_attention/{name}/{label}/{pass}"));
                 g.sample_size(10).warm_up_time(Duration::from_millis(200));
                 g.measurement_time(Duration::from_secs(2));

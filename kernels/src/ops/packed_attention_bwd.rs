@@ -83,7 +83,7 @@ pub fn packed_attention_bwd<'a, T: FloatElement>(
                 kv_row_end: mask.kv_row_end().cpu(),
                 block_bounds: mask.block_bounds().cpu(),
             };
-            cpu::packed_attention_bwd::backward(
+            cpu::fast::packed_attention::backward(
                 inputs,
                 m,
                 &mut delta.cpu()[..s.num_qo_heads * n],

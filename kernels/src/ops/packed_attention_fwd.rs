@@ -122,7 +122,7 @@ pub fn packed_attention_fwd<'a, T: FloatElement>(
                 kv_row_end: mask.kv_row_end().cpu(),
                 block_bounds: mask.block_bounds().cpu(),
             };
-            cpu::packed_attention_fwd::forward(
+            cpu::fast::packed_attention::forward(
                 &f(q.cpu())[..nq],
                 &f(k.cpu())[..nkv],
                 &f(v.cpu())[..nkv],

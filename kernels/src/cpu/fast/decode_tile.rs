@@ -103,7 +103,7 @@ pub fn attend(
 
 /// Query vectors per panel (one AVX2 register of f32).
 #[cfg(target_arch = "x86_64")]
-const LANES: usize = 8;
+pub(crate) const LANES: usize = 8;
 
 /// [`attend`] on AVX2 + FMA.
 ///
@@ -298,7 +298,14 @@ use std::arch::x86_64::{
 /// `s.len() == np·8·off.len()`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn qk(qt: &[f32], np: usize, d: usize, kd: *const f32, off: &[usize], s: &mut [f32]) {
+pub(crate) unsafe fn qk(
+    qt: &[f32],
+    np: usize,
+    d: usize,
+    kd: *const f32,
+    off: &[usize],
+    s: &mut [f32],
+) {
     let bl = off.len();
     debug_assert!(qt.len() >= np * d * LANES && s.len() == np * LANES * bl);
     let mut t = 0;
@@ -396,7 +403,14 @@ unsafe fn qk_tile<const P: usize, const NT: usize>(
 /// `ot.len() >= d·mp`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn pv(pt: &[f32], np: usize, d: usize, vd: *const f32, off: &[usize], ot: &mut [f32]) {
+pub(crate) unsafe fn pv(
+    pt: &[f32],
+    np: usize,
+    d: usize,
+    vd: *const f32,
+    off: &[usize],
+    ot: &mut [f32],
+) {
     let mp = np * LANES;
     debug_assert!(pt.len() >= off.len() * mp && ot.len() >= d * mp);
     let mut p = 0;

@@ -1,4 +1,4 @@
-//! Fast twins of the CPU decode kernels. Each module has the stem of its readable reference in
+//! Fast twins of the CPU attention kernels. Each module has the stem of its readable reference in
 //! [`crate::cpu`] and the same contract; the `ops` layer runs these on the CPU backend, and
 //! `tests/cpu_fast.rs` checks each against its reference twin (and both against f64) on fresh
 //! random inputs.
@@ -8,10 +8,12 @@
 //! | [`decode_tile`] | [`cpu::decode_tile`](super::decode_tile) | K/V read in place from their pages (no gather copy); register-tiled AVX2 + FMA micro-kernels |
 //! | [`paged_decode`] | [`cpu::paged_decode`](super::paged_decode) | the same jobs on the in-place tile |
 //! | [`tree_decode`] | [`cpu::tree_decode`](super::tree_decode) | the same jobs on the in-place tile |
+//! | [`packed_attention`] | [`cpu::packed_attention_fwd`](super::packed_attention_fwd), [`cpu::packed_attention_bwd`](super::packed_attention_bwd) | the same passes and tiles; block products on the decode tile's register-tiled kernels, GQA heads of a KV head batched as query vectors |
 //!
 //! The naive baseline (`paged_decode`) and the tree kernel always run on the same tile, so the
 //! benchmark ratio between them measures sharing, not implementation effort.
 
 pub mod decode_tile;
+pub mod packed_attention;
 pub mod paged_decode;
 pub mod tree_decode;
