@@ -14,6 +14,12 @@ Timing: wall clock around `generate` with CUDA synchronisation, median of --iter
 warm-up.
 
 Usage: python3 scripts/peers/hf_generate.py [--iters 5] [--dtype float32|bfloat16]
+       [--model DIR --prompts FILE] [--widths 16,64] [--device cuda|cpu]
+
+With `--model DIR` (a checkpoint our trainer wrote: HF `config.json` + `model.safetensors`) and
+`--prompts FILE` (JSON list of token-id lists) it samples that checkpoint from those prompts:
+`cargo bench -p treepo-benches --bench hf_peer` runs it so, on the checkpoint and prompts our
+engine is timed on, and prints the ratio.
 """
 
 import argparse
@@ -30,11 +36,14 @@ def main():
     ap.add_argument("--depth", type=int, default=14)
     ap.add_argument("--segment", type=int, default=8)
     ap.add_argument("--prompt", type=int, default=16)
-    ap.add_argument("--device", default="cuda", help="cpu only checks that the script runs")
+    ap.add_argument("--device", default="cuda", help="cuda or cpu")
+    ap.add_argument("--model", default=None, help="checkpoint directory (default: random tiny)")
+    ap.add_argument("--prompts", default=None, help="JSON file: a list of token-id lists")
+    ap.add_argument("--widths", default="16,64", help="samples per prompt, comma-separated")
     args = ap.parse_args()
     try:
         import torch
-        from transformers import Qwen2Config, Qwen2ForCausalLM
+        from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
     except ImportError as e:
         print(f"SKIP hf_generate: {e}")
         return 0
@@ -57,14 +66,32 @@ def main():
         tie_word_embeddings=True,
     )
     torch.manual_seed(0)
-    model = Qwen2ForCausalLM(cfg).to(dev, dtype).eval()
+    if args.model:
+        # use_kernels=False: transformers 5 otherwise asks for the Hub `kernels` package.
+        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32,
+                                                     use_kernels=False)
+        model = model.to(dev, dtype).eval()
+        cfg = model.config
+    else:
+        model = Qwen2ForCausalLM(cfg).to(dev, dtype).eval()
     def sync():
         if dev == "cuda":
             torch.cuda.synchronize()
 
     new = args.depth * args.segment
-    prompts = torch.randint(1, cfg.vocab_size, (args.queries, args.prompt), device=dev)
-    for w in (16, 64):
+    if args.prompts:
+        import json
+
+        with open(args.prompts) as f:
+            ids = json.load(f)
+        if len({len(p) for p in ids}) != 1:
+            print("SKIP hf_generate: prompts of different lengths (generate would pad them)")
+            return 0
+        prompts = torch.tensor(ids, device=dev)
+        args.prompt = prompts.shape[1]
+    else:
+        prompts = torch.randint(1, cfg.vocab_size, (args.queries, args.prompt), device=dev)
+    for w in (int(x) for x in args.widths.split(",")):
         def run():
             sync()
             t = time.perf_counter()
