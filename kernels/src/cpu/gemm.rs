@@ -30,7 +30,12 @@ pub fn gemm_strided(
         }
         return;
     }
-    let par = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
+    let par = if threads > 1 {
+        super::regions::enter();
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    };
     // SAFETY: the caller's slices cover every index the strides reach (checked by
     // `ops::gemm`: a.len() >= (m-1)*a_rs + (k-1)*a_cs + 1, likewise b, and c.len() >= m*n);
     // `c` is exclusively borrowed, so the destination does not alias the sources.
@@ -87,6 +92,7 @@ pub fn gemm_batched(
         return;
     }
     // stride_c >= m*n is validated, so the chunks are disjoint.
+    super::regions::enter();
     c.par_chunks_mut(stride_c).take(batch).enumerate().for_each(|(i, cb)| {
         let ab = &a[(i * stride_a).min(a.len())..];
         let bb = &b[(i * stride_b).min(b.len())..];

@@ -14,6 +14,7 @@ pub fn rmsnorm(
 ) {
     let rows = y.len() / dim.max(1);
     let mut r = vec![0f32; rows];
+    super::regions::enter();
     y.par_chunks_mut(dim).zip(x.par_chunks(dim)).zip(r.par_iter_mut()).for_each(
         |((yr, xr), rr)| {
             let ss: f32 = xr.iter().map(|v| v * v).sum();

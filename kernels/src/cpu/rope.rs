@@ -21,6 +21,7 @@ pub fn rope(
         RopeDirection::Inverse => -1.0,
     };
     // Each chunk starts at one token (the last one may be shorter than token_stride).
+    super::regions::enter();
     x.par_chunks_mut(shape.token_stride).zip(&positions[..shape.tokens]).for_each(|(xt, &pos)| {
         for (j, &f) in inv_freq[..half].iter().enumerate() {
             let (s, c) = (pos as f32 * f).sin_cos();

@@ -11,6 +11,7 @@ pub fn silu(a: f32) -> f32 {
 /// `out[i] = silu(gate[i]) * up[i]` for every `i`.
 pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
     const CHUNK: usize = 1 << 14;
+    super::regions::enter();
     out.par_chunks_mut(CHUNK).zip(gate.par_chunks(CHUNK)).zip(up.par_chunks(CHUNK)).for_each(
         |((o, g), u)| {
             for ((ov, &gv), &uv) in o.iter_mut().zip(g).zip(u) {
