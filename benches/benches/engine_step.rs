@@ -15,7 +15,11 @@
 //! - the CPU backend's parallel regions (rayon fork-joins, `cpu::regions::parallel_regions`, a
 //!   lower bound: a `gemm` crate call counts once) and the process's context switches per step.
 //!
-//! Run: `cargo bench -p treepo-benches --bench engine_step`.
+//! It also prints, per model, the GFLOP/s of the step's GEMM shapes (m = 64) in both weight
+//! layouts: what the engine's layout rule (`engine::weights`) rests on.
+//!
+//! Run: `cargo bench -p treepo-benches --bench engine_step` (`-- demo` or `-- big` for one
+//! model; `-- demo profile` times only the token steps, 20 times as many, for `perf`).
 
 use std::time::Instant;
 
@@ -163,7 +167,6 @@ fn step(model: &Model, reps: usize) -> Step {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; any argument naming neither model is ignored.
     harness::print_load();
     let dev = Device::cpu();
     let threads = rayon::current_num_threads();
@@ -172,10 +175,27 @@ fn main() {
     let square = |t: Transpose| GemmSpec::new(1024, 1024, 1024, Transpose::N, t);
     let peak_now =
         || gemm_rate(&dev, &square(Transpose::T), 5).max(gemm_rate(&dev, &square(Transpose::N), 5));
+    let models = [("demo", ModelConfig::tiny(VOCAB), 0.40, 9), ("big", big(), 0.70, 5)];
+    // `engine_step demo` (or `big`) runs one model; `cargo bench` passes only `--bench`.
+    let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    // `engine_step demo profile`: only the token steps, 20 times as many (for perf).
+    if let Some(name) = only.first().filter(|_| only.iter().any(|a| a == "profile")) {
+        for (n, cfg, _, reps) in &models {
+            if n == name {
+                let model = Model::random(&dev, cfg.clone(), 1).expect("model");
+                let s = step(&model, 20 * reps);
+                println!("PROFILE engine_step/{n}: {:.3} ms/step", s.seconds * 1e3);
+            }
+        }
+        return;
+    }
     let mut peaks = vec![peak_now()];
     let mut results = Vec::new();
-    let models = [("demo", ModelConfig::tiny(VOCAB), 0.40, 9), ("big", big(), 0.70, 5)];
     for (name, cfg, target, reps) in models {
+        if !only.is_empty() && !only.iter().any(|o| o == name) {
+            peaks.push(peak_now());
+            continue;
+        }
         let model = Model::random(&dev, cfg.clone(), 1).expect("model");
         let n2 = 2 * cfg.intermediate_size;
         let shape = |t: Transpose| GemmSpec::new(ROWS, n2, cfg.hidden_size, Transpose::N, t);
