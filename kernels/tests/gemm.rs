@@ -75,6 +75,26 @@ fn batched_and_scaled(dev: &Device) {
     check(dev, GemmSpec::linear(33, 17, 40).scaled(-2.0, 0.25), &mut rng);
 }
 
+/// The engine's fused launches: two products sharing A (`stride_a = 0`), each B and C its own,
+/// above and below the CPU's threshold for running the batches in parallel, with an odd row
+/// count and with accumulation into C; and a single product of many rows.
+fn shared_operand_batches(dev: &Device) {
+    let mut rng = Rng::fresh("gemm shared operand");
+    for (m, n, k, tb, beta) in [
+        (64, 96, 80, Transpose::T, 0.0),
+        (77, 64, 72, Transpose::N, 1.0),
+        (33, 40, 64, Transpose::T, 1.0),
+    ] {
+        let mut s = GemmSpec::new(m, n, k, Transpose::N, tb).scaled(1.0, beta);
+        s.batch = 2;
+        s.stride_a = 0;
+        s.stride_b = n * k;
+        s.stride_c = m * n;
+        check(dev, s, &mut rng);
+    }
+    check(dev, GemmSpec::linear(300, 40, 64), &mut rng);
+}
+
 fn views_with_offsets(dev: &Device) {
     // One parameter buffer with named views (llm.c layout): A and B live inside one buffer.
     let mut rng = Rng::fresh("gemm views");
@@ -109,4 +129,10 @@ fn rejects_bad_shapes(dev: &Device) {
     assert!(err.to_string().contains("would overlap"), "{err}");
 }
 
-per_backend!(shapes, batched_and_scaled, views_with_offsets, rejects_bad_shapes);
+per_backend!(
+    shapes,
+    batched_and_scaled,
+    shared_operand_batches,
+    views_with_offsets,
+    rejects_bad_shapes
+);

@@ -15,9 +15,17 @@ use treepo_trainer::model::Model;
 /// Prefill 5 tokens, feed 15 one by one, then 17 as one chunked multi-row extend.
 fn cached_decode_matches_forward(dev: &Device) {
     let v = 29;
-    let model = random_model(dev, small(v), 11, 0.3);
+    cached_decode_case(dev, &random_model(dev, small(v), 11, 0.3), v);
+    // One KV head: q (4 heads) and k|v (2·1 heads) differ in width, so the engine computes
+    // them with two GEMMs instead of one batched launch.
+    let mut one_kv = small(v);
+    one_kv.num_key_value_heads = 1;
+    cached_decode_case(dev, &random_model(dev, one_kv, 13, 0.3), v);
+}
+
+fn cached_decode_case(dev: &Device, model: &Model, v: usize) {
     let seq = tokens(37, v as u32, 0, 1);
-    let want = full_logits(&model, &seq);
+    let want = full_logits(model, &seq);
     let row = |t: usize| &want[t * v..(t + 1) * v];
     let mut variants = vec![(None, 8, 256), (None, 4, 6)];
     if dev.kind() == BackendKind::Cpu {
@@ -31,8 +39,10 @@ fn cached_decode_matches_forward(dev: &Device) {
             attn_head_dim: da,
             ..EngineConfig::default()
         };
-        let mut e = ModelEngine::new(&model, cfg).unwrap();
-        let tag = format!("{} da={} ps={page_size} rows={rows}", dev.kind(), e.attn_head_dim());
+        let mut e = ModelEngine::new(model, cfg).unwrap();
+        let hkv = model.config().num_key_value_heads;
+        let tag =
+            format!("{} hkv={hkv} da={} ps={page_size} rows={rows}", dev.kind(), e.attn_head_dim());
         let root = e.prefill(&[&seq[..5]]).unwrap()[0];
         let mut worst =
             check_row(&format!("{tag} pos 4"), &e.node_logits(root).unwrap(), row(4), TOL);

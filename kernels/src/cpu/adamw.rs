@@ -32,6 +32,7 @@ pub fn adamw(
     s: &AdamWStep,
 ) {
     const CHUNK: usize = 1 << 14;
+    super::regions::enter();
     params
         .par_chunks_mut(CHUNK)
         .zip(m.par_chunks_mut(CHUNK))

@@ -10,6 +10,7 @@ use rayon::prelude::*;
 /// returned. Sums are f64 here; the GPU kernels use f32 block prefix sums, so a draw whose
 /// `u·total` lies within float rounding of a CDF step may pick the neighbouring index.
 pub fn categorical(probs: &[f32], uniforms: &[f32], tokens: &mut [i32], cols: usize) {
+    super::regions::enter();
     tokens
         .par_iter_mut()
         .zip(probs.par_chunks(cols))

@@ -107,6 +107,7 @@ pub fn run_greedy<S: Default, R: Send>(
     use std::sync::atomic::{AtomicUsize, Ordering};
     let next = AtomicUsize::new(0);
     let workers = rayon::current_num_threads().clamp(1, n.max(1));
+    super::regions::enter();
     let parts: Vec<Vec<(usize, R)>> = (0..workers)
         .into_par_iter()
         .with_max_len(1)

@@ -23,6 +23,7 @@ pub fn embedding_bwd(dout: &[f32], ids: &[i32], dtable: &mut [f32], dim: usize) 
         order[next[id as usize]] = t;
         next[id as usize] += 1;
     }
+    super::regions::enter();
     dtable.par_chunks_mut(dim).enumerate().for_each(|(id, row)| {
         for &t in &order[start[id]..start[id + 1]] {
             for (r, g) in row.iter_mut().zip(&dout[t * dim..(t + 1) * dim]) {

@@ -17,6 +17,7 @@ pub fn gather_logprob(
 ) {
     let rows = out.len();
     let mut h = vec![0f32; rows];
+    super::regions::enter();
     out.par_iter_mut()
         .zip(h.par_iter_mut())
         .zip(x.par_chunks(cols))

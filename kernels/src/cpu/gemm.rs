@@ -3,6 +3,9 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+/// Products of fewer multiply-adds than this run on the calling thread.
+const THREAD_MIN_WORK: usize = 1 << 18;
+
 /// One f32 GEMM `C = alpha·op(A)·op(B) + beta·C` with explicit strides (in elements):
 /// element `(i, p)` of `op(A)` is `a[i*a_rs + p*a_cs]`, `(p, j)` of `op(B)` is
 /// `b[p*b_rs + j*b_cs]`, C is row-major `m×n` with leading dimension `n`.
@@ -30,7 +33,12 @@ pub fn gemm_strided(
         }
         return;
     }
-    let par = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
+    let par = if threads > 1 {
+        super::regions::enter();
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    };
     // SAFETY: the caller's slices cover every index the strides reach (checked by
     // `ops::gemm`: a.len() >= (m-1)*a_rs + (k-1)*a_cs + 1, likewise b, and c.len() >= m*n);
     // `c` is exclusively borrowed, so the destination does not alias the sources.
@@ -59,8 +67,11 @@ pub fn gemm_strided(
     }
 }
 
-/// Batched form: `batch` independent GEMMs whose A, B, C start `stride_*` elements apart.
-/// Batches run in parallel (each single-threaded) when there are several.
+/// Batched form: `batch` independent GEMMs whose A, B, C start `stride_*` elements apart
+/// (a stride of 0 shares one operand across the batch, as the engine's fused q|k|v and gate|up
+/// launches do). Several batches run in parallel, each single-threaded — one fork-join for the
+/// call — unless their total work is below [`THREAD_MIN_WORK`]: then they run one after the
+/// other on the calling thread (a fork-join costs more than such products).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_batched(
     batch: usize,
@@ -79,14 +90,24 @@ pub fn gemm_batched(
     beta: f32,
 ) {
     if batch == 1 {
-        let threads = if m * n * k >= 1 << 18 { rayon::current_num_threads() } else { 1 };
+        let big = m * n * k >= THREAD_MIN_WORK;
+        let threads = if big { rayon::current_num_threads() } else { 1 };
         gemm_strided(m, n, k, a, a_strides, b, b_strides, c, alpha, beta, threads);
         return;
     }
     if batch == 0 || m * n == 0 {
         return;
     }
+    if batch.saturating_mul(m * n).saturating_mul(k) < THREAD_MIN_WORK {
+        for i in 0..batch {
+            let (ab, bb) = (&a[(i * stride_a).min(a.len())..], &b[(i * stride_b).min(b.len())..]);
+            let cb = &mut c[i * stride_c..i * stride_c + m * n];
+            gemm_strided(m, n, k, ab, a_strides, bb, b_strides, cb, alpha, beta, 1);
+        }
+        return;
+    }
     // stride_c >= m*n is validated, so the chunks are disjoint.
+    super::regions::enter();
     c.par_chunks_mut(stride_c).take(batch).enumerate().for_each(|(i, cb)| {
         let ab = &a[(i * stride_a).min(a.len())..];
         let bb = &b[(i * stride_b).min(b.len())..];

@@ -53,6 +53,7 @@ pub fn top_k_mask(x: &mut [f32], cols: usize, k: usize) {
     if k == 0 || k >= cols {
         return;
     }
+    super::regions::enter();
     x.par_chunks_mut(cols).for_each(|row| {
         let keys: Vec<u32> = row.iter().map(|&v| ordered_key(v)).collect();
         let t = threshold_key(&keys, |_| 1.0, k as f64);
@@ -71,6 +72,7 @@ pub fn top_p_mask(x: &mut [f32], cols: usize, scale: f32, top_p: f32) {
     if top_p >= 1.0 {
         return;
     }
+    super::regions::enter();
     x.par_chunks_mut(cols).for_each(|row| {
         let (m, _) = max_sum(row, scale);
         if m == f32::NEG_INFINITY {

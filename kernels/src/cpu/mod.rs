@@ -20,6 +20,7 @@ pub mod packed_attention_fwd;
 pub mod page_copy;
 pub mod paged_decode;
 pub mod paged_kv_append;
+pub mod regions;
 pub mod residual_add;
 pub mod rmsnorm;
 pub mod rmsnorm_bwd;

@@ -37,6 +37,7 @@ pub struct BwdInputs<'a> {
 /// `delta[h, i] = do_i·o_i` for every head and row.
 pub fn delta(o: &[f32], d_o: &[f32], delta: &mut [f32], s: Shape) {
     let (n, hq, d) = (s.num_tokens, s.num_qo_heads, s.head_dim);
+    super::regions::enter();
     delta[..hq * n].par_chunks_mut(n).enumerate().for_each(|(h, row)| {
         for (i, x) in row.iter_mut().enumerate() {
             let at = (i * hq + h) * d;
@@ -59,10 +60,12 @@ pub fn backward(
     let (n, hq, hkv, d) = (s.num_tokens, s.num_qo_heads, s.num_kv_heads, s.head_dim);
     delta(x.o, x.d_o, delta_out, s);
     let delta = &*delta_out;
+    super::regions::enter();
     dq[..n * hq * d]
         .par_chunks_mut(TILE * hq * d)
         .enumerate()
         .for_each(|(t, dq_tile)| dq_tile_pass(x, mask, delta, dq_tile, t * TILE, s));
+    super::regions::enter();
     dk[..n * hkv * d]
         .par_chunks_mut(TILE * hkv * d)
         .zip(dv[..n * hkv * d].par_chunks_mut(TILE * hkv * d))

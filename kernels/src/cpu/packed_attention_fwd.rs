@@ -104,6 +104,7 @@ pub fn forward(
 ) {
     let (n, hq, d) = (s.num_tokens, s.num_qo_heads, s.head_dim);
     let row_len = hq * d;
+    super::regions::enter();
     let tile_lse: Vec<Vec<f32>> = o[..n * row_len]
         .par_chunks_mut(TILE * row_len)
         .enumerate()

@@ -14,7 +14,8 @@ pub fn rmsnorm(
 ) {
     let rows = y.len() / dim.max(1);
     let mut r = vec![0f32; rows];
-    y.par_chunks_mut(dim).zip(x.par_chunks(dim)).zip(r.par_iter_mut()).for_each(
+    let min = super::regions::min_len(y.len());
+    y.par_chunks_mut(dim).zip(x.par_chunks(dim)).zip(r.par_iter_mut()).with_min_len(min).for_each(
         |((yr, xr), rr)| {
             let ss: f32 = xr.iter().map(|v| v * v).sum();
             let inv = 1.0 / (ss / dim as f32 + eps).sqrt();

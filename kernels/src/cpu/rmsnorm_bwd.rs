@@ -21,6 +21,7 @@ pub fn rmsnorm_bwd(
     dim: usize,
 ) {
     let chunk = ROWS_PER_CHUNK * dim;
+    super::regions::enter();
     let partials: Vec<Vec<f32>> = dx
         .par_chunks_mut(chunk)
         .zip(dy.par_chunks(chunk).zip(x.par_chunks(chunk)))

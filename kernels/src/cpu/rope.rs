@@ -21,16 +21,20 @@ pub fn rope(
         RopeDirection::Inverse => -1.0,
     };
     // Each chunk starts at one token (the last one may be shorter than token_stride).
-    x.par_chunks_mut(shape.token_stride).zip(&positions[..shape.tokens]).for_each(|(xt, &pos)| {
-        for (j, &f) in inv_freq[..half].iter().enumerate() {
-            let (s, c) = (pos as f32 * f).sin_cos();
-            let s = sign * s;
-            for h in 0..shape.num_heads {
-                let k = h * shape.head_stride + j;
-                let (a, b) = (xt[k], xt[k + half]);
-                xt[k] = a * c - b * s;
-                xt[k + half] = b * c + a * s;
+    let min = super::regions::min_len(shape.tokens * shape.num_heads * shape.head_dim);
+    x.par_chunks_mut(shape.token_stride)
+        .zip(&positions[..shape.tokens])
+        .with_min_len(min)
+        .for_each(|(xt, &pos)| {
+            for (j, &f) in inv_freq[..half].iter().enumerate() {
+                let (s, c) = (pos as f32 * f).sin_cos();
+                let s = sign * s;
+                for h in 0..shape.num_heads {
+                    let k = h * shape.head_stride + j;
+                    let (a, b) = (xt[k], xt[k + half]);
+                    xt[k] = a * c - b * s;
+                    xt[k + half] = b * c + a * s;
+                }
             }
-        }
-    });
+        });
 }

@@ -31,7 +31,8 @@ pub fn max_sum(row: &[f32], scale: f32) -> (f32, f32) {
 
 /// `y[r] = softmax(scale · x[r])` for each row of `cols` elements.
 pub fn softmax(x: &[f32], y: &mut [f32], cols: usize, scale: f32) {
-    y.par_chunks_mut(cols).zip(x.par_chunks(cols)).for_each(|(yr, xr)| {
+    let min = super::regions::min_len(4 * y.len());
+    y.par_chunks_mut(cols).zip(x.par_chunks(cols)).with_min_len(min).for_each(|(yr, xr)| {
         let (m, s) = max_sum(xr, scale);
         for (yv, &xv) in yr.iter_mut().zip(xr) {
             *yv = if m == f32::NEG_INFINITY {
@@ -47,7 +48,8 @@ pub fn softmax(x: &[f32], y: &mut [f32], cols: usize, scale: f32) {
 
 /// `y[r] = log_softmax(scale · x[r])` for each row of `cols` elements.
 pub fn log_softmax(x: &[f32], y: &mut [f32], cols: usize, scale: f32) {
-    y.par_chunks_mut(cols).zip(x.par_chunks(cols)).for_each(|(yr, xr)| {
+    let min = super::regions::min_len(4 * y.len());
+    y.par_chunks_mut(cols).zip(x.par_chunks(cols)).with_min_len(min).for_each(|(yr, xr)| {
         let (m, s) = max_sum(xr, scale);
         let ln_s = s.ln();
         for (yv, &xv) in yr.iter_mut().zip(xr) {

@@ -10,6 +10,7 @@ const CHUNK: usize = 1 << 16;
 
 /// The sum of squares of `x`, accumulated in f64.
 pub fn sum_squares(x: &[f32]) -> f64 {
+    super::regions::enter();
     let partial: Vec<f64> = x
         .par_chunks(CHUNK)
         .map(|c| c.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>())

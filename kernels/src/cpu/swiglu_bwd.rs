@@ -12,6 +12,7 @@ pub fn stable_sigmoid(a: f32) -> f32 {
 /// All slices hold the same number of elements.
 pub fn swiglu_bwd(dout: &[f32], gate: &[f32], up: &[f32], dgate: &mut [f32], dup: &mut [f32]) {
     const CHUNK: usize = 1 << 14;
+    super::regions::enter();
     dgate
         .par_chunks_mut(CHUNK)
         .zip(dup.par_chunks_mut(CHUNK))

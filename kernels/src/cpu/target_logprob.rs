@@ -58,6 +58,7 @@ pub fn target_logprob(
     scale: f32,
 ) {
     let with_entropy = entropy.is_some();
+    super::regions::enter();
     let stats: Vec<RowStats> =
         logits.par_chunks(vocab).map(|row| row_stats(row, scale, with_entropy)).collect();
     for (r, st) in stats.iter().enumerate() {

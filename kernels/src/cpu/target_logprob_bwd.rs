@@ -20,6 +20,7 @@ pub fn target_logprob_bwd(
     vocab: usize,
     scale: f32,
 ) {
+    super::regions::enter();
     dlogits.par_chunks_mut(vocab).zip(logits.par_chunks(vocab)).enumerate().for_each(
         |(r, (dl, row))| {
             let st = row_stats(row, scale, grad_entropy.is_some());

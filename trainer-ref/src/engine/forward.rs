@@ -6,12 +6,13 @@
 //! per layer l:
 //!   ln    = rmsnorm(x) · w1                                    [n, C]
 //!   q     = ln · Wqᵀ (+ bq);  kv = ln · Wkvᵀ (+ bkv)            [n, qa], [n, kv2]
+//!           (one batched GEMM when qa == kv2, see `weights`)
 //!   RoPE(q), RoPE(k) at the rows' positions
 //!   paged_kv_append(k, v → slots, layer l)       ← every row's K/V lands before anyone attends
 //!   att   = tree_decode(q; the leaves' paged KV, causal)       [n, qa]
 //!   x    += att · Woᵀ                                          (GEMM with beta = 1)
 //!   ln    = rmsnorm(x) · w2
-//!   x    += (silu(ln · Wgᵀ) ⊙ ln · Wuᵀ) · Wdownᵀ
+//!   x    += (silu(ln · Wgᵀ) ⊙ ln · Wuᵀ) · Wdownᵀ               (gate and up: one batched GEMM)
 //! h       = rmsnorm(x) · wf                                    [n, C]  (the pending hiddens)
 //! ```
 //! This is `Model::forward` (the packed training pass) with the attention reading the paged
@@ -29,7 +30,7 @@ use treepo_sampler::EngineError;
 
 use super::error::{backend, internal};
 use super::step::StepPlan;
-use super::weights::{AttnWeights, Dims};
+use super::weights::{Dims, EngineWeights, Mat};
 use super::workspace::{Workspace, set_indices};
 use crate::model::Model;
 
@@ -38,7 +39,7 @@ pub(crate) struct Core<'m> {
     pub model: &'m Model,
     pub dev: Device,
     pub d: Dims,
-    pub w: AttnWeights,
+    pub w: EngineWeights,
     pub kv: Buffer<f32>,
     pub layout: PagedKvLayout,
     pub step: StepPlan,
@@ -83,8 +84,6 @@ impl Core<'_> {
         let p = model.params();
         let lay = model.layout();
         let pw = |r: &std::ops::Range<usize>| p.slice(r.clone());
-        let aw = w.buffer(model);
-        let a = |r: &std::ops::Range<usize>| aw.slice(r.clone());
         let missing = || KernelError::Invalid { op: "engine", msg: "index buffers unset".into() };
         let (ids, pos, slots) = (
             ws.ids.as_ref().ok_or_else(missing)?,
@@ -112,6 +111,18 @@ impl Core<'_> {
             head_stride: d.da,
         };
         let half = kv2 / 2;
+        // `ws.qkv` holds q `[n, qa]` then k|v `[n, kv2]`; `ws.gu` gate `[n, I]` then up.
+        let (qv, kvv) = (0..n * qa, n * qa..n * (qa + kv2));
+        let (gv, uv) = (0..n * im, n * im..2 * n * im);
+        // Two same-shape products sharing the activations `[n, k]` (stride 0), written to
+        // consecutive `[n, width]` outputs: one launch.
+        let pair = |spec: GemmSpec, width: usize, k: usize| GemmSpec {
+            batch: 2,
+            stride_a: 0,
+            stride_b: width * k,
+            stride_c: n * width,
+            ..spec
+        };
         for (l, (lp, at)) in lay.layers.iter().zip(&w.layers).enumerate() {
             ops::rmsnorm(
                 dev,
@@ -124,52 +135,41 @@ impl Core<'_> {
                 d.eps,
             )?;
             let lnv = ws.ln.slice(rc.clone())?;
-            let (qv, kvv) = (0..n * qa, 0..n * kv2);
-            ops::gemm(
-                dev,
-                lnv,
-                a(&at.wq)?,
-                ws.q.slice_mut(qv.clone())?,
-                &GemmSpec::linear(n, qa, c),
-            )?;
-            ops::gemm(
-                dev,
-                lnv,
-                a(&at.wkv)?,
-                ws.kv.slice_mut(kvv.clone())?,
-                &GemmSpec::linear(n, kv2, c),
-            )?;
-            if let (Some(bq), Some(bkv)) = (&at.bq, &at.bkv) {
-                let ones = ws.ones.slice(0..n)?;
-                let bias = |k: usize| GemmSpec::plain(n, k, 1).scaled(1.0, 1.0);
-                ops::gemm(dev, ones, a(bq)?, ws.q.slice_mut(qv.clone())?, &bias(qa))?;
-                ops::gemm(dev, ones, a(bkv)?, ws.kv.slice_mut(kvv.clone())?, &bias(kv2))?;
+            let wqkv = w.get(model, &at.wqkv)?;
+            if d.qkv_batched() {
+                let spec = pair(at.wqkv.linear(n, qa, c), qa, c);
+                ops::gemm(dev, lnv, wqkv, ws.qkv.slice_mut(0..2 * n * qa)?, &spec)?;
+            } else {
+                let (wq, wkv) = (wqkv.slice(0..qa * c)?, wqkv.slice(qa * c..(qa + kv2) * c)?);
+                let (qspec, kvspec) = (at.wqkv.linear(n, qa, c), at.wqkv.linear(n, kv2, c));
+                ops::gemm(dev, lnv, wq, ws.qkv.slice_mut(qv.clone())?, &qspec)?;
+                ops::gemm(dev, lnv, wkv, ws.qkv.slice_mut(kvv.clone())?, &kvspec)?;
             }
-            ops::rope(
-                dev,
-                ws.q.slice_mut(qv.clone())?,
-                pos,
-                model.inv_freq(),
-                &qs,
-                RopeDirection::Forward,
-            )?;
-            ops::rope(
-                dev,
-                ws.kv.slice_mut(kvv.clone())?,
-                pos,
-                model.inv_freq(),
-                &ks,
-                RopeDirection::Forward,
-            )?;
+            if let Some(bm) = &at.bqkv {
+                let (ones, b) = (ws.ones.slice(0..n)?, w.get(model, bm)?);
+                let bias = |k: usize| GemmSpec::plain(n, k, 1).scaled(1.0, 1.0);
+                if d.qkv_batched() {
+                    let spec = pair(bias(qa), qa, 1);
+                    ops::gemm(dev, ones, b, ws.qkv.slice_mut(0..2 * n * qa)?, &spec)?;
+                } else {
+                    let (bq, bkv) = (b.slice(0..qa)?, b.slice(qa..qa + kv2)?);
+                    ops::gemm(dev, ones, bq, ws.qkv.slice_mut(qv.clone())?, &bias(qa))?;
+                    ops::gemm(dev, ones, bkv, ws.qkv.slice_mut(kvv.clone())?, &bias(kv2))?;
+                }
+            }
+            let inv = model.inv_freq();
+            let fwd = RopeDirection::Forward;
+            ops::rope(dev, ws.qkv.slice_mut(qv.clone())?, pos, inv, &qs, fwd)?;
+            ops::rope(dev, ws.qkv.slice_mut(kvv.clone())?, pos, inv, &ks, fwd)?;
             // k of token t at t·kv2, v at t·kv2 + half; each view ends with the last token's row.
-            let extent = (n - 1) * kv2 + half;
+            let (k0, extent) = (kvv.start, (n - 1) * kv2 + half);
             ops::paged_kv_append_strided(
                 dev,
                 &mut *kv,
                 layout,
                 l,
-                ws.kv.slice(0..extent)?,
-                ws.kv.slice(half..half + extent)?,
+                ws.qkv.slice(k0..k0 + extent)?,
+                ws.qkv.slice(k0 + half..k0 + half + extent)?,
                 slots,
                 kv2,
             )?;
@@ -178,21 +178,16 @@ impl Core<'_> {
                 dev,
                 bufs,
                 dws,
-                ws.q.slice(qv.clone())?,
+                ws.qkv.slice(qv.clone())?,
                 &*kv,
                 layout,
                 &params,
                 ws.att.slice_mut(qv.clone())?,
                 None,
             )?;
-            let acc = |m: usize, k: usize| GemmSpec::linear(n, m, k).scaled(1.0, 1.0);
-            ops::gemm(
-                dev,
-                ws.att.slice(qv)?,
-                a(&at.wo)?,
-                ws.x.slice_mut(rc.clone())?,
-                &acc(c, qa),
-            )?;
+            let acc = |m: &Mat, width: usize, k: usize| m.linear(n, width, k).scaled(1.0, 1.0);
+            let (att, wo) = (ws.att.slice(qv.clone())?, w.get(model, &at.wo)?);
+            ops::gemm(dev, att, wo, ws.x.slice_mut(rc.clone())?, &acc(&at.wo, c, qa))?;
             ops::rmsnorm(
                 dev,
                 ws.x.slice(rc.clone())?,
@@ -203,40 +198,13 @@ impl Core<'_> {
                 c,
                 d.eps,
             )?;
-            let (wg, wu) = (
-                lp.wgate_up.start..lp.wgate_up.start + im * c,
-                lp.wgate_up.start + im * c..lp.wgate_up.end,
-            );
-            let ri = 0..n * im;
-            let lnv = ws.ln.slice(rc.clone())?;
-            ops::gemm(
-                dev,
-                lnv,
-                pw(&wg)?,
-                ws.gate.slice_mut(ri.clone())?,
-                &GemmSpec::linear(n, im, c),
-            )?;
-            ops::gemm(
-                dev,
-                lnv,
-                pw(&wu)?,
-                ws.up.slice_mut(ri.clone())?,
-                &GemmSpec::linear(n, im, c),
-            )?;
-            ops::swiglu(
-                dev,
-                ws.gate.slice(ri.clone())?,
-                ws.up.slice(ri.clone())?,
-                ws.act.slice_mut(ri.clone())?,
-                n * im,
-            )?;
-            ops::gemm(
-                dev,
-                ws.act.slice(ri)?,
-                pw(&lp.wdown)?,
-                ws.x.slice_mut(rc.clone())?,
-                &acc(c, im),
-            )?;
+            let spec = pair(at.wgu.linear(n, im, c), im, c);
+            let (lnv, wgu) = (ws.ln.slice(rc.clone())?, w.get(model, &at.wgu)?);
+            ops::gemm(dev, lnv, wgu, ws.gu.slice_mut(0..2 * n * im)?, &spec)?;
+            let (gate, up) = (ws.gu.slice(gv.clone())?, ws.gu.slice(uv.clone())?);
+            ops::swiglu(dev, gate, up, ws.act.slice_mut(gv.clone())?, n * im)?;
+            let (act, wd) = (ws.act.slice(gv.clone())?, w.get(model, &at.wdown)?);
+            ops::gemm(dev, act, wd, ws.x.slice_mut(rc.clone())?, &acc(&at.wdown, c, im))?;
         }
         ops::rmsnorm(
             dev,

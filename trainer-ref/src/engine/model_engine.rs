@@ -13,7 +13,7 @@ use super::forward::Core;
 use super::nodes::{NodeEntry, NodeTable};
 use super::sample::Drawn;
 use super::step::StepPlan;
-use super::weights::{AttnWeights, Dims};
+use super::weights::{Dims, EngineWeights};
 use super::workspace::Workspace;
 use super::{EngineConfig, EngineStats};
 use crate::model::Model;
@@ -79,7 +79,7 @@ impl<'m> ModelEngine<'m> {
                 config.num_pages
             ))
         })?;
-        let w = AttnWeights::new(model, &d).map_err(backend)?;
+        let w = EngineWeights::new(model, &d, dev.kind()).map_err(backend)?;
         let group = (d.hq / d.hkv) as u32;
         let max_context =
             config.max_context.unwrap_or(mc.max_position_embeddings).min(ROPE_MAX_POSITION);

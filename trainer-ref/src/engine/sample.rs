@@ -2,7 +2,7 @@
 //! kernels' `sample` op (temperature, top-k, top-p, the categorical draw with the caller's
 //! uniforms, the log-prob under the processed distribution and optionally its entropy).
 
-use treepo_kernels::ops::{self, GemmSpec, SampleParams};
+use treepo_kernels::ops::{self, SampleParams};
 use treepo_sampler::{EngineError, SamplingParams};
 
 use super::error::backend;
@@ -42,14 +42,14 @@ impl Core<'_> {
     /// `ws.logits[..m·V] = ws.h[..m·C] · lm_headᵀ`.
     pub fn logits(&mut self, m: usize) -> Result<(), EngineError> {
         let (c, v) = (self.d.c, self.d.vocab);
-        let head =
-            self.model.params().slice(self.model.layout().lm_head.clone()).map_err(backend)?;
+        let lm = &self.w.lm_head;
+        let head = self.w.get(self.model, lm).map_err(backend)?;
         ops::gemm(
             &self.dev,
             self.ws.h.slice(0..m * c).map_err(backend)?,
             head,
             self.ws.logits.slice_mut(0..m * v).map_err(backend)?,
-            &GemmSpec::linear(m, v, c),
+            &lm.linear(m, v, c),
         )
         .map_err(backend)
     }

@@ -1,19 +1,40 @@
-//! The engine's view of the model: its dimensions ([`Dims`]) and the attention weights the
-//! KV-cached forward multiplies by ([`AttnWeights`]).
+//! The engine's view of the model: its dimensions ([`Dims`]) and the weights the KV-cached
+//! forward multiplies by ([`EngineWeights`]), laid out once, at construction, for the backend.
 //!
-//! The GPU decode kernels are built for head sizes 64 and 128. A model with another `head_dim`
-//! (the tiny demo model has 32) runs them at an attention head size `da >= head_dim` by
-//! zero-padding: each head's rows of `q_proj`/`k_proj`/`v_proj` (and biases) get `da - head_dim`
-//! zero rows, `o_proj` gets zero columns. q, k and v then carry exact zeros in the padded
-//! dimensions (RoPE rotates only the first `head_dim`), so `q·k`, the softmax and the output
-//! are unchanged, and the padded output columns meet zero weights. When `da == head_dim` the
-//! ranges point straight into the model's parameter buffer and nothing is copied.
+//! *Head padding.* The GPU decode kernels are built for head sizes 64 and 128. A model with
+//! another `head_dim` (the tiny demo model has 32) runs them at an attention head size
+//! `da >= head_dim` by zero-padding: each head's rows of `q_proj`/`k_proj`/`v_proj` (and biases)
+//! get `da - head_dim` zero rows, `o_proj` gets zero columns. q, k and v then carry exact zeros
+//! in the padded dimensions (RoPE rotates only the first `head_dim`), so `q·k`, the softmax and
+//! the output are unchanged, and the padded output columns meet zero weights.
+//!
+//! *Layout.* Each linear weight is the `B` of `Y = X·op(B)`: PyTorch's `[out, in]`
+//! (`trans_b = T`) or transposed `[in, out]` (`trans_b = N`). On the CPU, at the decode shape
+//! m = 64 rows, the `gemm` crate runs small matrices much faster as `[in, out]` and large ones
+//! as fast or faster as `[out, in]` (2-core VM, idle, `engine_step` bench's `GEMM m=64` line,
+//! GFLOP/s `[out, in]` vs `[in, out]`: `[128,128]` 77 vs 141, `[384,128]` 126 vs 148,
+//! `[128,384]` 90 vs 158, `[512,512]` 140 vs 146, `[1536,512]` 136 vs 130, `[512,1536]` 138 vs
+//! 93–115). So the CPU engine stores a matrix of at most [`KN_MAX`] elements transposed, once,
+//! here (a second copy, in host memory) and keeps larger ones in the model's layout; GPU
+//! backends keep `[out, in]` (cuBLAS and the WGSL kernel take either) and copy only for head
+//! padding.
+//!
+//! *Fusion.* q|k|v and gate|up stay adjacent (each block laid out on its own, same layout):
+//! the forward computes gate and up — and q and k|v when `hq·da == 2·hkv·da` — with one
+//! batched GEMM (batch 2, the activations shared through `stride_a = 0`): one launch.
+//!
+//! Matrices that keep the model's layout at the model's head size are views into the model's
+//! parameter buffer; the others live in one engine-owned copy.
 
 use std::ops::Range;
 
-use treepo_kernels::{Buffer, KernelError};
+use treepo_kernels::ops::{GemmSpec, Transpose};
+use treepo_kernels::{BackendKind, Buffer, KernelError, View};
 
 use crate::model::{Model, ModelConfig};
+
+/// The largest matrix (elements) the CPU engine stores `[in, out]` (see the module docs).
+pub(crate) const KN_MAX: usize = 1 << 18;
 
 /// Sizes the forward pass needs (B/T/C vocabulary: `c` hidden, `im` MLP width).
 #[derive(Clone, Copy, Debug)]
@@ -57,94 +78,190 @@ impl Dims {
     pub fn kva2(&self) -> usize {
         2 * self.hkv * self.da
     }
+
+    /// Whether q and k|v have the same width (one batched GEMM computes both).
+    pub fn qkv_batched(&self) -> bool {
+        self.qa() == self.kva2()
+    }
 }
 
-/// Element ranges of one layer's attention weights, in [`AttnWeights::buffer`].
+/// One weight matrix (or two adjacent ones of the same shape and layout).
 #[derive(Clone, Debug)]
-pub(crate) struct AttnLayer {
-    /// `[hq·da, C]`.
-    pub wq: Range<usize>,
-    /// `[2·hkv·da, C]`: k rows then v rows (adjacent in the model's fused block).
-    pub wkv: Range<usize>,
-    /// `[hq·da]`.
-    pub bq: Option<Range<usize>>,
-    /// `[2·hkv·da]`.
-    pub bkv: Option<Range<usize>>,
-    /// `[C, hq·da]`.
-    pub wo: Range<usize>,
+pub(crate) struct Mat {
+    /// In the engine's copy (`true`) or the model's parameters.
+    own: bool,
+    /// Element range (both matrices when adjacent).
+    pub at: Range<usize>,
+    /// `T`: stored `[out, in]`; `N`: stored `[in, out]`.
+    pub trans_b: Transpose,
 }
 
-/// Attention weights at head size `da`: views into the model's buffer, or a padded copy.
-pub(crate) struct AttnWeights {
-    padded: Option<Buffer<f32>>,
-    pub layers: Vec<AttnLayer>,
+impl Mat {
+    /// `Y[m, n] = X[m, k] · W` for this matrix.
+    pub fn linear(&self, m: usize, n: usize, k: usize) -> GemmSpec {
+        GemmSpec::new(m, n, k, Transpose::N, self.trans_b)
+    }
 }
 
-impl AttnWeights {
-    /// The weights of `model` at attention head size `d.da` (a padded copy when it differs
-    /// from `head_dim`, made once here).
-    pub fn new(model: &Model, d: &Dims) -> Result<AttnWeights, KernelError> {
-        let (c, lay) = (d.c, model.layout());
-        if d.da == d.hd {
-            let qd = d.hq * d.hd;
+/// One layer's weights (the forward splits two-block matrices at the first block's end).
+#[derive(Clone, Debug)]
+pub(crate) struct LayerWeights {
+    /// q then k|v: `[hq·da, C]` then `[2·hkv·da, C]` (or each transposed), each block whole.
+    pub wqkv: Mat,
+    /// q bias then k|v bias: `[hq·da + 2·hkv·da]`.
+    pub bqkv: Option<Mat>,
+    /// `[C, hq·da]` (or transposed).
+    pub wo: Mat,
+    /// gate then up: `[I, C]` each (or each transposed).
+    pub wgu: Mat,
+    /// `[C, I]` (or transposed).
+    pub wdown: Mat,
+}
+
+/// The weights of the forward pass (see the module docs).
+pub(crate) struct EngineWeights {
+    copy: Option<Buffer<f32>>,
+    pub layers: Vec<LayerWeights>,
+    /// `[V, C]` (or transposed).
+    pub lm_head: Mat,
+}
+
+/// Host staging of the engine's copy.
+struct Builder<'h> {
+    host: &'h [f32],
+    out: Vec<f32>,
+    /// Store the matrices `[in, out]` (else as the model has them).
+    /// Store matrices of at most [`KN_MAX`] elements `[in, out]` (else as the model has them).
+    kn: bool,
+}
+
+impl Builder<'_> {
+    /// Appends `blocks` matrices of `cols` columns, adjacent, all in one layout. A block is a
+    /// list of segments `(at, count)`: `count·unit` elements of the model's host copy from
+    /// `at`, or `count·unit` zeros where `at == usize::MAX` (head padding).
+    fn push(&mut self, blocks: &[Vec<(usize, usize)>], unit: usize, cols: usize) -> Mat {
+        let start = self.out.len();
+        let len = |segs: &[(usize, usize)]| segs.iter().map(|s| s.1 * unit).sum::<usize>();
+        let largest = blocks.iter().map(|b| len(b)).max().unwrap_or(0);
+        let kn = self.kn && largest <= KN_MAX;
+        for segs in blocks {
+            let mut m: Vec<f32> = Vec::with_capacity(len(segs));
+            for &(at, count) in segs {
+                if at == usize::MAX {
+                    m.resize(m.len() + count * unit, 0.0);
+                } else {
+                    m.extend_from_slice(&self.host[at..at + count * unit]);
+                }
+            }
+            if kn {
+                let rows = m.len() / cols;
+                for j in 0..cols {
+                    self.out.extend((0..rows).map(|r| m[r * cols + j]));
+                }
+            } else {
+                self.out.extend_from_slice(&m);
+            }
+        }
+        let trans_b = if kn { Transpose::N } else { Transpose::T };
+        Mat { own: true, at: start..self.out.len(), trans_b }
+    }
+}
+
+impl EngineWeights {
+    /// The weights of `model` at attention head size `d.da`, laid out for `backend` (a copy
+    /// made once here where the layout or the padding differs from the model's buffer).
+    pub fn new(model: &Model, d: &Dims, backend: BackendKind) -> Result<Self, KernelError> {
+        let (c, im, lay) = (d.c, d.im, model.layout());
+        let kn = backend == BackendKind::Cpu;
+        let view = |r: &Range<usize>| Mat { own: false, at: r.clone(), trans_b: Transpose::T };
+        if d.da == d.hd && !kn {
             let layers = lay
                 .layers
                 .iter()
-                .map(|lp| {
-                    let s = lp.wqkv.start;
-                    AttnLayer {
-                        wq: s..s + qd * c,
-                        wkv: s + qd * c..lp.wqkv.end,
-                        bq: lp.bqkv.as_ref().map(|b| b.start..b.start + qd),
-                        bkv: lp.bqkv.as_ref().map(|b| b.start + qd..b.end),
-                        wo: lp.wo.clone(),
-                    }
+                .map(|lp| LayerWeights {
+                    wqkv: view(&lp.wqkv),
+                    bqkv: lp.bqkv.as_ref().map(view),
+                    wo: view(&lp.wo),
+                    wgu: view(&lp.wgate_up),
+                    wdown: view(&lp.wdown),
                 })
                 .collect();
-            return Ok(AttnWeights { padded: None, layers });
+            return Ok(EngineWeights { copy: None, layers, lm_head: view(&lay.lm_head) });
         }
         let host = model.device().download(model.params())?;
-        let mut out = Vec::new();
-        let mut layers = Vec::with_capacity(lay.layers.len());
-        // Appends the `heads` heads of `hd` rows (each `cols` wide) at `src`, each padded to
-        // `da` rows with zeros; returns the range written.
-        let heads = |out: &mut Vec<f32>, src: usize, heads: usize, cols: usize| {
-            let start = out.len();
+        let mut b = Builder { host: &host, out: Vec::new(), kn };
+        let (qd, kvd, pad) = (d.hq * d.hd, d.hkv * d.hd, d.da - d.hd);
+        // The row segments of `heads` heads of `hd` rows at `src` (row width `cols`), each
+        // followed by `pad` zero rows.
+        let heads = |src: usize, heads: usize, cols: usize| -> Vec<(usize, usize)> {
+            let mut v = Vec::new();
             for h in 0..heads {
-                let at = src + h * d.hd * cols;
-                out.extend_from_slice(&host[at..at + d.hd * cols]);
-                out.resize(out.len() + (d.da - d.hd) * cols, 0.0);
-            }
-            start..out.len()
-        };
-        for lp in &lay.layers {
-            let (qd, kvd) = (d.hq * d.hd, d.hkv * d.hd);
-            let s = lp.wqkv.start;
-            let wq = heads(&mut out, s, d.hq, c);
-            let wk = heads(&mut out, s + qd * c, d.hkv, c);
-            let wv = heads(&mut out, s + (qd + kvd) * c, d.hkv, c);
-            let (bq, bkv) = match &lp.bqkv {
-                Some(b) => {
-                    let bq = heads(&mut out, b.start, d.hq, 1);
-                    let bk = heads(&mut out, b.start + qd, d.hkv, 1);
-                    let bv = heads(&mut out, b.start + qd + kvd, d.hkv, 1);
-                    (Some(bq), Some(bk.start..bv.end))
+                v.push((src + h * d.hd * cols, d.hd));
+                if pad > 0 {
+                    v.push((usize::MAX, pad));
                 }
-                None => (None, None),
-            };
-            // o_proj [C, hq·hd] → [C, hq·da]: each row's head blocks padded with zero columns.
-            let wo_start = out.len();
-            for r in 0..c {
-                heads(&mut out, lp.wo.start + r * qd, d.hq, 1);
             }
-            layers.push(AttnLayer { wq, wkv: wk.start..wv.end, bq, bkv, wo: wo_start..out.len() });
+            v
+        };
+        let mut layers = Vec::with_capacity(lay.layers.len());
+        // Whether a matrix of `elems` elements is stored `[in, out]` (as `push` decides).
+        let small = |elems: usize| kn && elems <= KN_MAX;
+        for lp in &lay.layers {
+            let s = lp.wqkv.start;
+            let q = heads(s, d.hq, c);
+            let mut kv = heads(s + qd * c, d.hkv, c);
+            kv.extend(heads(s + (qd + kvd) * c, d.hkv, c));
+            // Views where neither padding nor the layout asks for a copy.
+            let wqkv = if pad == 0 && !small(qd.max(2 * kvd) * c) {
+                view(&lp.wqkv)
+            } else {
+                b.push(&[q, kv], c, c)
+            };
+            // Biases are `[1, width]` rows of a plain GEMM (`ones · b`); layout-free.
+            let bqkv = lp.bqkv.as_ref().map(|r| {
+                if pad == 0 {
+                    return Mat { trans_b: Transpose::N, ..view(r) };
+                }
+                let mut v = heads(r.start, d.hq, 1);
+                v.extend(heads(r.start + qd, d.hkv, 1));
+                v.extend(heads(r.start + qd + kvd, d.hkv, 1));
+                Mat { trans_b: Transpose::N, ..b.push(&[v], 1, 1) }
+            });
+            // o_proj [C, hq·hd] → [C, hq·da]: each row's head blocks padded with zero columns.
+            let wo_rows: Vec<(usize, usize)> =
+                (0..c).flat_map(|r| heads(lp.wo.start + r * qd, d.hq, 1)).collect();
+            let wo = if pad == 0 && !small(qd * c) {
+                view(&lp.wo)
+            } else {
+                b.push(&[wo_rows], 1, d.qa())
+            };
+            let wgu = if small(im * c) {
+                let (g, u) = (lp.wgate_up.start, lp.wgate_up.start + im * c);
+                b.push(&[vec![(g, im)], vec![(u, im)]], c, c)
+            } else {
+                view(&lp.wgate_up)
+            };
+            let wdown = if small(im * c) {
+                b.push(&[vec![(lp.wdown.start, c)]], im, im)
+            } else {
+                view(&lp.wdown)
+            };
+            layers.push(LayerWeights { wqkv, bqkv, wo, wgu, wdown });
         }
-        let padded = model.device().upload(&out)?;
-        Ok(AttnWeights { padded: Some(padded), layers })
+        let lm_head = if small(d.vocab * c) {
+            b.push(&[vec![(lay.lm_head.start, d.vocab)]], c, c)
+        } else {
+            view(&lay.lm_head)
+        };
+        let copy = if b.out.is_empty() { None } else { Some(model.device().upload(&b.out)?) };
+        Ok(EngineWeights { copy, layers, lm_head })
     }
 
-    /// The buffer the ranges index: the padded copy, or the model's parameters.
-    pub fn buffer<'a>(&'a self, model: &'a Model) -> &'a Buffer<f32> {
-        self.padded.as_ref().unwrap_or(model.params())
+    /// The view of `m` (in the copy or the model's parameters).
+    pub fn get<'a>(&'a self, model: &'a Model, m: &Mat) -> Result<View<'a, f32>, KernelError> {
+        match (&self.copy, m.own) {
+            (Some(b), true) => b.slice(m.at.clone()),
+            _ => model.params().slice(m.at.clone()),
+        }
     }
 }

@@ -10,18 +10,18 @@ use treepo_kernels::{Buffer, Device, Indices, KernelError};
 
 use super::weights::Dims;
 
-/// The buffers (see the module docs). Shapes per row: `x`, `ln`, `h`: `[C]`; `q`, `att`:
-/// `[hq·da]`; `kv`: `[2·hkv·da]` (k then v); `gate`, `up`, `act`: `[I]`; `logits`, `probs`:
-/// `[V]`; `ones`, `uniforms`, `tokens`, `logprobs`, `entropy`: one value.
+/// The buffers (see the module docs). Shapes per row: `x`, `ln`, `h`: `[C]`; `att`:
+/// `[hq·da]`; `qkv`: `[hq·da + 2·hkv·da]` (for n rows: q `[n, hq·da]`, then k|v
+/// `[n, 2·hkv·da]`, k then v in each row); `gu`: `[2·I]` (gate `[n, I]`, then up); `act`:
+/// `[I]`; `logits`, `probs`: `[V]`; `ones`, `uniforms`, `tokens`, `logprobs`, `entropy`: one
+/// value.
 pub(crate) struct Workspace {
     rows: usize,
     pub x: Buffer<f32>,
     pub ln: Buffer<f32>,
-    pub q: Buffer<f32>,
-    pub kv: Buffer<f32>,
+    pub qkv: Buffer<f32>,
     pub att: Buffer<f32>,
-    pub gate: Buffer<f32>,
-    pub up: Buffer<f32>,
+    pub gu: Buffer<f32>,
     pub act: Buffer<f32>,
     pub ones: Buffer<f32>,
     pub h: Buffer<f32>,
@@ -48,11 +48,9 @@ impl Workspace {
             rows,
             x: z(d.c)?,
             ln: z(d.c)?,
-            q: z(d.qa())?,
-            kv: z(d.kva2())?,
+            qkv: z(d.qa() + d.kva2())?,
             att: z(d.qa())?,
-            gate: z(d.im)?,
-            up: z(d.im)?,
+            gu: z(2 * d.im)?,
             act: z(d.im)?,
             ones: dev.full(rows, 1.0f32)?,
             h: z(d.c)?,

@@ -1,0 +1,43 @@
+//! A diagnostic count of the CPU backend's parallel regions (rayon fork-joins).
+//!
+//! Every CPU kernel entry that hands work to rayon (a parallel iterator, or a multi-threaded
+//! call into the `gemm` crate) adds one, before it forks; loops too small to fork
+//! (`min_len`) run inline and add none. The engine bench divides the count by
+//! the token steps it ran to report fork-joins per step: each costs a wake-up of the idle
+//! workers and a join (10–50 µs on the 2-core development VM), which is what small models pay
+//! per op. Contract: the count is exact for the regions this crate enters; a `gemm` crate call
+//! counts once although the crate forks once per cache block it computes (and once more when
+//! it packs an operand in parallel), so the figure is a lower bound on the true fork-joins.
+//! The counter is one relaxed atomic add per region, cheap next to the fork itself.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static REGIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Records that a CPU kernel is about to enter one parallel region.
+pub(crate) fn enter() {
+    REGIONS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The parallel regions the CPU kernels have entered since the process started (see the module
+/// docs for what counts). Diagnostic only: take the difference around the work of interest.
+pub fn parallel_regions() -> u64 {
+    REGIONS.load(Ordering::Relaxed)
+}
+
+/// Elements of work below which a CPU loop runs inline on the calling thread instead of
+/// forking: a fork-join costs 10–50 µs once the idle worker sleeps, a pass over this many
+/// f32s about as long (the norms and RoPE of a batch-64 decode step at C ≤ 512 stay under it).
+pub(crate) const SERIAL_BELOW: usize = 1 << 16;
+
+/// The `with_min_len` for a rayon loop of `work` elements: `usize::MAX` below
+/// [`SERIAL_BELOW`] (one piece, which rayon runs on the calling thread without forking), else
+/// 1 — and then the region is recorded ([`enter`]).
+pub(crate) fn min_len(work: usize) -> usize {
+    if work < SERIAL_BELOW {
+        usize::MAX
+    } else {
+        enter();
+        1
+    }
+}
