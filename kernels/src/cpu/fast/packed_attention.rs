@@ -79,6 +79,7 @@ mod avx2 {
     ) {
         let (n, hq, d) = (s.num_tokens, s.num_qo_heads, s.head_dim);
         let row_len = hq * d;
+        crate::cpu::regions::enter();
         let tile_lse: Vec<Vec<f32>> = o[..n * row_len]
             .par_chunks_mut(TILE * row_len)
             .enumerate()
@@ -126,6 +127,7 @@ mod avx2 {
         let (n, hq, hkv, d) = (s.num_tokens, s.num_qo_heads, s.num_kv_heads, s.head_dim);
         reference_bwd::delta(x.o, x.d_o, delta_out, s);
         let delta = &*delta_out;
+        crate::cpu::regions::enter();
         dq[..n * hq * d].par_chunks_mut(TILE * hq * d).enumerate().for_each_init(
             Scratch::default,
             |sc, (t, dq_tile)| {
@@ -135,6 +137,7 @@ mod avx2 {
                 }
             },
         );
+        crate::cpu::regions::enter();
         dk[..n * hkv * d]
             .par_chunks_mut(TILE * hkv * d)
             .zip(dv[..n * hkv * d].par_chunks_mut(TILE * hkv * d))
