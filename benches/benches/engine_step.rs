@@ -203,14 +203,18 @@ fn main() {
             (gemm_rate(&dev, &shape(Transpose::T), 20), gemm_rate(&dev, &shape(Transpose::N), 20));
         // The step's GEMM shapes (n, k) in both weight layouts: what the layout rule rests on.
         let (c, i) = (cfg.hidden_size, cfg.intermediate_size);
-        let mut table = String::new();
-        for (what, n, k) in [("q", c, c), ("o", c, c), ("gate", i, c), ("down", c, i)] {
-            let sp = |t: Transpose| GemmSpec::new(ROWS, n, k, Transpose::N, t);
-            let (a, b) =
-                (gemm_rate(&dev, &sp(Transpose::T), 20), gemm_rate(&dev, &sp(Transpose::N), 20));
-            table += &format!(" {what} n={n} k={k}: [n,k] {a:.0} [k,n] {b:.0};");
+        for m in [1, 4, 16, ROWS] {
+            let mut table = String::new();
+            for (what, n, k) in [("q", c, c), ("o", c, c), ("gate", i, c), ("down", c, i)] {
+                let sp = |t: Transpose| GemmSpec::new(m, n, k, Transpose::N, t);
+                let (a, b) = (
+                    gemm_rate(&dev, &sp(Transpose::T), 20),
+                    gemm_rate(&dev, &sp(Transpose::N), 20),
+                );
+                table += &format!(" {what} n={n} k={k}: [n,k] {a:.1} [k,n] {b:.1};");
+            }
+            println!("GEMM m={m} GFLOP/s by layout ({name}):{table}");
         }
-        println!("GEMM m={ROWS} GFLOP/s by layout ({name}):{table}");
         let s = step(&model, reps);
         peaks.push(peak_now());
         results.push((name, cfg, target, s, nk.max(kn), n2, model.params().len()));
