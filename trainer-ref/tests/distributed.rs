@@ -276,7 +276,8 @@ fn misuse_is_a_typed_error() {
     assert!(sum_in_rank_order(&[]).is_err());
 }
 
-/// The run's SFT phase through `RunSetup::sft` leaves an RL optimizer and moves the weights.
+/// The run's SFT phase through `RunSetup::sft` leaves an RL optimizer and moves the weights;
+/// `model.path` loads a saved model.
 #[test]
 fn setup_sft_and_settings() {
     let (s, model) = setup("[sft]\nsteps = 3\nbatch_size = 4\n");
@@ -289,9 +290,18 @@ fn setup_sft_and_settings() {
     assert_ne!(t.model.params_host().unwrap(), model.params_host().unwrap());
     assert_ne!(s.step_settings(0).sampler.seed, s.step_settings(1).sampler.seed);
     assert_eq!(s.step_problems(1).unwrap()[0].index, s.step_problems(0).unwrap()[7].index + 1);
-    // A config naming a checkpoint is refused with what to do instead.
+    // `model.path` starts from that checkpoint (weights and tokenizer); a missing one is a
+    // typed error naming the key.
+    let dir = std::env::temp_dir().join(format!("treepo-dist-ckpt-{}", std::process::id()));
+    t.model.save(&dir, &s.tok).unwrap();
     let mut cfg = config("");
-    cfg.model.path = Some("runs/x".into());
+    cfg.model.path = Some(dir.clone());
+    let (s2, loaded) = RunSetup::new(cfg, &Device::cpu()).unwrap();
+    assert_eq!(loaded.params_host().unwrap(), t.model.params_host().unwrap());
+    assert_eq!(s2.tok.vocab_size(), s.tok.vocab_size());
+    std::fs::remove_dir_all(&dir).unwrap();
+    let mut cfg = config("");
+    cfg.model.path = Some(dir);
     let e = RunSetup::new(cfg, &Device::cpu()).err().unwrap();
-    assert!(e.to_string().contains("model.path"), "{e}");
+    assert!(e.to_string().contains("model.path") && e.to_string().contains("no such"), "{e}");
 }

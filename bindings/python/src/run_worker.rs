@@ -79,8 +79,9 @@ impl RunWorker {
 #[pymethods]
 impl RunWorker {
     /// A worker for the run `config` (TOML text) with `overrides` (`section.key=value`)
-    /// applied, on `device` (`"cpu"` or `"cuda:N"`). Its model is the config's fresh model
-    /// (`run.seed`'s initialisation) at policy version 0.
+    /// applied, on `device` (`"cpu"` or `"cuda:N"`). Its model is the checkpoint `model.path`
+    /// names (a checkpoint, a run directory or its `checkpoints/`), else the config's fresh
+    /// model (`run.seed`'s initialisation), at policy version 0.
     #[new]
     #[pyo3(signature = (config, overrides=Vec::new(), device="cpu"))]
     fn new(py: Python<'_>, config: &str, overrides: Vec<String>, device: &str) -> Result<Self> {
@@ -145,6 +146,12 @@ impl RunWorker {
     #[getter]
     fn version(&self) -> u64 {
         self.version
+    }
+
+    /// `model.path`, as the config gives it (`None`: the config's fresh model).
+    #[getter]
+    fn model_path(&self) -> Option<String> {
+        self.setup.cfg.model.path.as_ref().map(|p| p.display().to_string())
     }
 
     /// `rl.dynamic_sampling_rounds` (negative: off).

@@ -235,6 +235,38 @@ pub fn prune(run_dir: &Path, keep_last: usize) -> Result<usize, TrainError> {
     Ok(deleted)
 }
 
+/// The checkpoint a `model.path` / `--model` value names: a checkpoint directory itself
+/// (`config.json` in it), a run directory (its `checkpoints/latest`) or a run's `checkpoints/`
+/// directory (its `latest`). `what` names the key or flag in the errors.
+pub fn resolve(path: &Path, what: &str) -> Result<PathBuf, TrainError> {
+    if !path.exists() {
+        return Err(TrainError::Config(format!("{what} {}: no such directory", path.display())));
+    }
+    if path.join("config.json").is_file() {
+        return Ok(path.to_path_buf());
+    }
+    let run_dir = if path.join("checkpoints").is_dir() {
+        Some(path.to_path_buf())
+    } else if path.join(LATEST).is_file() {
+        path.parent().map(Path::to_path_buf)
+    } else {
+        None
+    };
+    let Some(run_dir) = run_dir else {
+        return Err(TrainError::Config(format!(
+            "{what} {}: not a checkpoint (no config.json), a run directory (no checkpoints/) or \
+             a checkpoints/ directory (no latest); pass e.g. runs/demo or \
+             runs/demo/checkpoints/rl-000040",
+            path.display()
+        )));
+    };
+    latest(&run_dir)
+        .map_err(|e| TrainError::Config(format!("{what} {}: {e}", path.display())))?
+        .ok_or_else(|| {
+            TrainError::Config(format!("{what} {}: the run has no checkpoint yet", path.display()))
+        })
+}
+
 /// The checkpoint `latest` points at, if any. Recovers a checkpoint an interrupted older save
 /// left complete in `.tmp-<name>` while `latest` already named `<name>`.
 pub fn latest(run_dir: &Path) -> Result<Option<PathBuf>, TrainError> {

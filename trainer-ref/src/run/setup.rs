@@ -7,7 +7,7 @@ use std::sync::Arc;
 use treepo_kernels::Device;
 use treepo_sampler::{RolloutTree, TreeConfig, TreeSampler};
 
-use super::RunConfig;
+use super::{RunConfig, checkpoint};
 use crate::engine::{EngineConfig, ModelEngine};
 use crate::model::{CharTokenizer, Model, Tokenizer};
 use crate::pipeline::{self, RlSettings, SamplingMode};
@@ -140,27 +140,33 @@ pub struct RunSetup {
 }
 
 impl RunSetup {
-    /// Validates `cfg` and builds the task, tokenizer, hooks and settings, and the run's fresh
-    /// model on `dev` (`run.seed`'s initialisation, as `treepo train` starts from). A config
-    /// with `model.path` is refused: these workers start from the config's own model.
+    /// Validates `cfg` and builds the task, tokenizer, hooks and settings, and the run's model
+    /// on `dev`: the checkpoint `model.path` names (a checkpoint, a run directory or its
+    /// `checkpoints/`, as [`checkpoint::resolve`] reads it; its tokenizer with it), else the
+    /// config's fresh model (`run.seed`'s initialisation), as `treepo train` starts from.
     pub fn new(cfg: RunConfig, dev: &Device) -> Result<(Self, Model), TrainError> {
         cfg.validate()?;
-        if let Some(p) = &cfg.model.path {
-            return Err(TrainError::Config(format!(
-                "model.path = {}: a run set up here starts from the config's fresh model (run \
-                 its [sft] phase, or send the weights with set_weights); unset model.path",
-                p.display()
-            )));
-        }
         let task = cfg.task.build().map_err(|e| TrainError::Config(format!("task: {e}")))?;
-        let symbols = task.vocabulary().ok_or_else(|| {
-            TrainError::Config(format!(
-                "task `{}` needs a real tokenizer, which a run set up here does not load",
-                task.name()
-            ))
-        })?;
-        let tok = Tokenizer::Char(CharTokenizer::new(symbols)?);
-        let model = Model::random(dev, cfg.model.config(tok.vocab_size())?, cfg.run.seed)?;
+        let (model, tok) = match &cfg.model.path {
+            Some(path) => {
+                let dir = checkpoint::resolve(path, "model.path")?;
+                let model = Model::load(dev, &dir)?;
+                let tok = Tokenizer::load(&dir, model.config().vocab_size)?;
+                (model, tok)
+            }
+            None => {
+                let symbols = task.vocabulary().ok_or_else(|| {
+                    TrainError::Config(format!(
+                        "task `{}` needs a real tokenizer: set model.path to a checkpoint with \
+                         tokenizer.json",
+                        task.name()
+                    ))
+                })?;
+                let tok = Tokenizer::Char(CharTokenizer::new(symbols)?);
+                let model = Model::random(dev, cfg.model.config(tok.vocab_size())?, cfg.run.seed)?;
+                (model, tok)
+            }
+        };
         let text: Arc<dyn TokenText> = Arc::new(tok.clone());
         let hooks = task.hooks(text).map_err(|e| TrainError::Config(format!("task hooks: {e}")))?;
         let sampler = sampler_config(&cfg.rl.sampler, task.as_ref(), &tok, &model, cfg.run.seed)?;

@@ -144,31 +144,7 @@ pub fn tokenizer(
 /// (`config.json` in it), a run directory (its `checkpoints/latest`) or a run's `checkpoints/`
 /// directory (its `latest`). `what` is the flag or key, for the error.
 pub fn checkpoint_dir(path: &Path, what: &str) -> Result<std::path::PathBuf> {
-    use treepo_trainer::run::checkpoint;
-    if !path.exists() {
-        bail!("{what} {}: no such directory", path.display());
-    }
-    if path.join("config.json").is_file() {
-        return Ok(path.to_path_buf());
-    }
-    let run_dir = if path.join("checkpoints").is_dir() {
-        Some(path.to_path_buf())
-    } else if path.join("latest").is_file() {
-        path.parent().map(Path::to_path_buf)
-    } else {
-        None
-    };
-    let Some(run_dir) = run_dir else {
-        bail!(
-            "{what} {}: not a checkpoint (no config.json), a run directory (no checkpoints/) or a \
-             checkpoints/ directory (no latest); pass e.g. runs/demo or \
-             runs/demo/checkpoints/rl-000040",
-            path.display()
-        );
-    };
-    checkpoint::latest(&run_dir)
-        .with_context(|| format!("{what} {}", path.display()))?
-        .ok_or_else(|| anyhow!("{what} {}: the run has no checkpoint yet", path.display()))
+    Ok(treepo_trainer::run::checkpoint::resolve(path, what)?)
 }
 
 /// The model of a run: the checkpoint at `model.path`, or a fresh one.

@@ -287,10 +287,15 @@ def drive(ex, queries_per_step, steps, *, sft, evaluate, return_trace, log, roll
 
 
 def _plan(config, overrides, steps):
+    """The config text, the overrides every worker gets, queries per step and RL steps. A
+    relative ``model.path`` is made absolute here: actors may run in another directory."""
     from .. import _treepo
 
     text = load_config(config)
-    probe = _treepo.RunWorker(text, list(overrides), "cpu")
+    overrides = list(overrides)
+    probe = _treepo.RunWorker(text, overrides, "cpu")
+    if probe.model_path is not None and not os.path.isabs(probe.model_path):
+        overrides.append(f"model.path={os.path.abspath(probe.model_path)}")
     if probe.algo in ("treegrpo", "treerl", "spo-tree"):
         raise ValueError(
             f"rl.algo = {probe.algo}: edge-level estimators are not supported by "
@@ -300,7 +305,7 @@ def _plan(config, overrides, steps):
             f"rl.dynamic_sampling_rounds = {probe.dynamic_sampling_rounds}: dynamic sampling is "
             f"not supported by treepo.distributed yet (every step trains on its "
             f"rl.queries_per_step queries); set it to -1")
-    return text, probe.queries_per_step, probe.rl_steps if steps is None else steps
+    return text, overrides, probe.queries_per_step, probe.rl_steps if steps is None else steps
 
 
 def _check_counts(rollout_workers, learners):
@@ -331,7 +336,7 @@ def run(config, rollout_workers=1, learners=1, *, overrides=(), steps=None, devi
     exactly :func:`run_local`'s.
     """
     _check_counts(rollout_workers, learners)
-    text, q, steps = _plan(config, overrides, steps)
+    text, overrides, q, steps = _plan(config, overrides, steps)
     if threads is None:
         threads = max(1, (os.cpu_count() or 1) // max(rollout_workers, learners))
     ex = _RayExec(text, overrides, device, rollout_workers, learners, log, address=address,
@@ -349,7 +354,7 @@ def run_local(config, rollout_workers=1, learners=1, *, overrides=(), steps=None
     """:func:`run` in this process, without Ray: the same shards, the same ranks and the same
     rank-ordered gradient sums — the single-process reference a distributed run equals."""
     _check_counts(rollout_workers, learners)
-    text, q, steps = _plan(config, overrides, steps)
+    text, overrides, q, steps = _plan(config, overrides, steps)
     ex = _LocalExec(text, overrides, device, rollout_workers, learners, log)
     return drive(ex, q, steps, sft=sft, evaluate=evaluate, return_trace=return_trace, log=log,
                  rollout_workers=rollout_workers)
