@@ -205,7 +205,7 @@ unsafe fn attend_avx2(
 #[allow(clippy::too_many_arguments)]
 #[cfg(target_arch = "x86_64")]
 #[inline]
-fn softmax_block(
+pub(crate) fn softmax_block(
     s: &mut [f32],
     bl: usize,
     mp: usize,

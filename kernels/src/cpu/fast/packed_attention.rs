@@ -61,7 +61,7 @@ pub fn backward(
 mod avx2 {
     use rayon::prelude::*;
 
-    use super::super::decode_tile::{LANES, pv, qk};
+    use super::super::decode_tile::{LANES, pv, qk, softmax_block};
     use super::{BwdInputs, Mask, Shape, reference_bwd};
     use crate::cpu::decode_tile::fast_exp;
     use crate::cpu::packed_attention_fwd::TILE;
@@ -176,7 +176,8 @@ mod avx2 {
         l: Vec<f32>,
         alpha: Vec<f32>,
         mx: Vec<f32>,
-        sum: Vec<f32>,
+        /// Per query vector, "no position limit" for the decode tile's softmax step.
+        lim: Vec<i64>,
         /// Visible columns of a query tile, with whether their block is partial.
         cols: Vec<(usize, bool)>,
     }
@@ -290,6 +291,8 @@ mod avx2 {
         reset(&mut sc.m, mp, f32::NEG_INFINITY);
         reset(&mut sc.l, mp, 0.0);
         reset(&mut sc.alpha, mp, 1.0);
+        sc.lim.clear();
+        sc.lim.resize(m, i64::MAX - 1);
         let mut cols = std::mem::take(&mut sc.cols);
         visible_columns(r0, r0 + rows, mask, n, &mut cols);
         for chunk in cols.chunks(CHUNK) {
@@ -300,14 +303,18 @@ mod avx2 {
             // lies in `k` (validated `N·H_kv·D` long); `qt` holds `np` panels; `s` is `bl × mp`.
             unsafe { qk(&sc.qt, np, d, k.as_ptr(), &sc.off, &mut sc.s) };
             apply_mask(&mut sc.s, mp, chunk, &sc.row, mask);
-            softmax_chunk(
+            // The decode tile's online-softmax step; the tree mask is already in `s`, so
+            // no vector has a position limit (padding vectors past `lim` are masked).
+            softmax_block(
                 &mut sc.s,
+                chunk.len(),
                 mp,
+                &sc.lim,
+                0,
                 &mut sc.m,
                 &mut sc.l,
                 &mut sc.alpha,
                 &mut sc.mx,
-                &mut sc.sum,
             );
             if sc.alpha.iter().any(|&a| a != 1.0) {
                 for line in sc.ot.chunks_exact_mut(mp) {
@@ -330,49 +337,6 @@ mod avx2 {
                 *x = sc.ot[p * mp + i] * inv;
             }
             lse_tile[h * rows + ri] = sc.m[i] + sc.l[i].ln();
-        }
-    }
-
-    /// The online-softmax step over one chunk's masked scores `s [cols × mp]`: running max `m`,
-    /// sum `l`, the rescale `alpha` of the accumulated output; `s` becomes the probabilities.
-    #[inline(always)]
-    fn softmax_chunk(
-        s: &mut [f32],
-        mp: usize,
-        m: &mut [f32],
-        l: &mut [f32],
-        alpha: &mut [f32],
-        mx: &mut Vec<f32>,
-        sum: &mut Vec<f32>,
-    ) {
-        reset(mx, mp, f32::NEG_INFINITY);
-        for line in s.chunks_exact(mp) {
-            for (a, &x) in mx.iter_mut().zip(line) {
-                *a = a.max(x);
-            }
-        }
-        for i in 0..mp {
-            let m_new = m[i].max(mx[i]);
-            if m_new == f32::NEG_INFINITY {
-                // Nothing seen yet: the scores are all -inf and give 0 with any finite shift.
-                alpha[i] = 1.0;
-                mx[i] = 0.0;
-            } else {
-                alpha[i] = (m[i] - m_new).exp();
-                m[i] = m_new;
-                mx[i] = m_new;
-            }
-        }
-        reset(sum, mp, 0.0);
-        for line in s.chunks_exact_mut(mp) {
-            for ((x, &c), a) in line.iter_mut().zip(mx.iter()).zip(sum.iter_mut()) {
-                let e = fast_exp(*x - c);
-                *x = e;
-                *a += e;
-            }
-        }
-        for ((li, &al), &a) in l.iter_mut().zip(alpha.iter()).zip(sum.iter()) {
-            *li = *li * al + a;
         }
     }
 
