@@ -24,7 +24,9 @@
 //! tree plan for the table's dtype and heads (`ops::cuda_kv_reread`, sm_80+ paths): each work
 //! item's K/V is read once per pass of 64 (tensor cores) or 16 query vectors, averaged over the
 //! items weighted by their tokens; 1.00 = one pass per item, the floor for that plan.
-//! Then criterion's own measurements of `naive` and `tree`.
+//! Then criterion's own measurements of `naive` and `tree`, and (x86_64) the `TILE_WIDTHS` table:
+//! one thread's useful GFLOP/s of the CPU tile per kernel set (reference, 8-lane AVX2, 16-lane
+//! AVX-512) by query vectors `m`, with the set the tile picks for that `m`.
 //!
 //! Targets (CPU, checked every run, each `TARGET` line next to the machine's load: ratios taken
 //! under load from other jobs are skewed): tree ≥ 3× naive at 16×(1k+64), ≥ 4× at 16×(4k+64),
@@ -411,6 +413,8 @@ fn main() {
         units: (threads / 2).max(1),
     };
     summary::<f32>(&cpu, "cpu", &mut c, full);
+    #[cfg(target_arch = "x86_64")]
+    treepo_benches::tile_widths::print();
     let software = std::env::var("TREEPO_BENCH_WGPU").is_ok_and(|v| v == "software");
     let policy = if software { AdapterPolicy::AllowSoftware } else { AdapterPolicy::HardwareOnly };
     match Device::wgpu(policy) {

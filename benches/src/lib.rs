@@ -6,6 +6,8 @@
 #![deny(missing_docs)]
 
 pub mod harness;
+#[cfg(target_arch = "x86_64")]
+pub mod tile_widths;
 pub mod tree_kv_workload;
 
 pub use harness::*;

@@ -12,7 +12,7 @@
 
 use crate::decode_common::{Cache, PagePool, attend_ref, positions};
 use treepo_kernels::cpu::decode_tile::{self, Chunk, Gather, KvGeom, Tile};
-use treepo_kernels::cpu::fast::decode_tile::InPlace;
+use treepo_kernels::cpu::fast::decode_tile::{InPlace, Kernels, attend_on};
 use treepo_kernels::cpu::{fast, paged_decode, tree_decode};
 use treepo_kernels::ops::{PagedKvLayout, WorkItem};
 use treepo_kernels::testing::{Rng, Tol, assert_close};
@@ -45,9 +45,17 @@ fn f64s(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
 
-/// One tile call: fast vs reference vs f64. Returns (max err vs f64, max err vs twin).
+/// One tile call on kernel set `k`: fast vs reference vs f64 (each max error printed).
 #[allow(clippy::too_many_arguments)]
-fn tile_case(rng: &mut Rng, m: usize, d: usize, nhd: bool, start_pages: usize, len: usize) {
+fn tile_case(
+    rng: &mut Rng,
+    k: Kernels,
+    m: usize,
+    d: usize,
+    nhd: bool,
+    start_pages: usize,
+    len: usize,
+) {
     let hkv = 2;
     let num_pages = (start_pages * PS + len).div_ceil(PS) + 5;
     let cache = Cache::random(rng, 2, num_pages, hkv, PS, d, nhd, DType::F32);
@@ -72,16 +80,7 @@ fn tile_case(rng: &mut Rng, m: usize, d: usize, nhd: bool, start_pages: usize, l
     let scale = (d as f32).powf(-0.5);
     let (mut o_fast, mut l_fast) = (poison(m * d), poison(m));
     let (mut o_ref, mut l_ref) = (poison(m * d), poison(m));
-    InPlace::attend(
-        &kvh,
-        &chunk,
-        &q,
-        &lim,
-        scale,
-        &mut o_fast,
-        &mut l_fast,
-        &mut Default::default(),
-    );
+    attend_on(k, &kvh, &chunk, &q, &lim, scale, &mut o_fast, &mut l_fast, &mut Default::default());
     Gather::attend(&kvh, &chunk, &q, &lim, scale, &mut o_ref, &mut l_ref, &mut Default::default());
     let path = positions(&pages, PS, len);
     let (mut want_o, mut want_l) = (Vec::new(), Vec::new());
@@ -92,7 +91,7 @@ fn tile_case(rng: &mut Rng, m: usize, d: usize, nhd: bool, start_pages: usize, l
         want_o.extend(o);
         want_l.push(l);
     }
-    let what = format!("tile m={m} d={d} nhd={nhd} start={kv_start} len={len}");
+    let what = format!("tile {k:?} m={m} d={d} nhd={nhd} start={kv_start} len={len}");
     let e_o = assert_close(&format!("{what} o vs f64"), &o_fast, &want_o, TOL_REF);
     let e_l = assert_close(&format!("{what} lse vs f64"), &l_fast, &want_l, TOL_REF);
     let t_o = assert_close(&format!("{what} o vs twin"), &o_fast, &f64s(&o_ref), TOL_TWIN);
@@ -106,16 +105,60 @@ fn tile_case(rng: &mut Rng, m: usize, d: usize, nhd: bool, start_pages: usize, l
 fn tile_matches_reference_twin_and_f64() {
     let mut rng = Rng::fresh("cpu_fast tile");
     println!("in-place kernels on this CPU: {}", fast::decode_tile::available());
-    for &m in &[1, 3, 4, 8, 13, 16, 64, 70] {
-        for &(d, nhd) in &[(128, false), (64, true), (20, false)] {
-            let len = 1 + rng.below(300);
-            let start = rng.below(3);
-            tile_case(&mut rng, m, d, nhd, start, len);
+    // Every kernel set this CPU runs, not only the one `attend` would pick for each `m`: the
+    // widths and register-tile remainders (panels 4/2/1, tokens and columns 6/2/1) and the
+    // split into groups of at most 64 vectors (m = 129, 200).
+    let sets = [Kernels::Reference, Kernels::Avx2, Kernels::Avx512];
+    let mut ran = 0;
+    for k in sets {
+        if !k.available() {
+            println!("kernel set {k:?}: not available on this CPU, not tested here");
+            continue;
         }
+        ran += 1;
+        for &m in &[1, 3, 4, 8, 9, 13, 16, 40, 64, 70, 129, 200] {
+            for &(d, nhd) in &[(128, false), (64, true), (20, false)] {
+                let len = 1 + rng.below(300);
+                let start = rng.below(3);
+                tile_case(&mut rng, k, m, d, nhd, start, len);
+            }
+        }
+        // A range of exactly one block, and one of one token.
+        tile_case(&mut rng, k, 16, 128, false, 0, decode_tile::BLOCK);
+        tile_case(&mut rng, k, 4, 128, true, 1, 1);
     }
-    // A range of exactly one block, and one of one token.
-    tile_case(&mut rng, 16, 128, false, 0, decode_tile::BLOCK);
-    tile_case(&mut rng, 4, 128, true, 1, 1);
+    assert!(ran >= 1, "no kernel set ran");
+    // What `attend` (the `InPlace` tile) picks, end to end.
+    for m in [4, 12, 64] {
+        let k = Kernels::for_vectors(m);
+        assert!(k.available(), "{k:?} picked for m = {m} but not available");
+        tile_case_in_place(&mut rng, m);
+    }
+}
+
+/// The `InPlace` tile (automatic kernel choice) against the reference twin.
+fn tile_case_in_place(rng: &mut Rng, m: usize) {
+    let (d, hkv, len): (usize, usize, usize) = (64, 2, 200);
+    let num_pages = len.div_ceil(PS) + 3;
+    let cache = Cache::random(rng, 1, num_pages, hkv, PS, d, false, DType::F32);
+    let mut pool = PagePool::new(rng, num_pages);
+    let pages = pool.take(len.div_ceil(PS));
+    let g = geom(&cache.layout, 0);
+    let kvh = g.head(&cache.data, 1);
+    let chunk = Chunk { pages: &pages, kv_start: 0, kv_end: len };
+    let q = rng.normals(m * d, 1.0);
+    let lim: Vec<i64> = (0..m).map(|_| rng.below(len + 2) as i64 - 1).collect();
+    let (mut o, mut l) = (poison(m * d), poison(m));
+    let (mut o_ref, mut l_ref) = (poison(m * d), poison(m));
+    let mut sc = Default::default();
+    InPlace::attend(&kvh, &chunk, &q, &lim, 0.125, &mut o, &mut l, &mut sc);
+    Gather::attend(&kvh, &chunk, &q, &lim, 0.125, &mut o_ref, &mut l_ref, &mut Default::default());
+    let e = assert_close(&format!("InPlace m={m} o"), &o, &f64s(&o_ref), TOL_TWIN);
+    let el = assert_close(&format!("InPlace m={m} lse"), &l, &f64s(&l_ref), TOL_TWIN);
+    println!(
+        "InPlace m={m} ({:?}): max err vs twin o {e:.1e} lse {el:.1e}",
+        Kernels::for_vectors(m)
+    );
 }
 
 /// The naive decode: several sequences, GQA 4, several query rows (a segment append).

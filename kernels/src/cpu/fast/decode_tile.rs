@@ -20,6 +20,10 @@
 //!
 //! Each K/V element is loaded once per pair of panels (16 query vectors) from L1, and never
 //! copied: the cache lines of a shared page are read where they lie.
+//!
+//! On a CPU with AVX-512F, a tile of more than 8 query vectors runs the same steps on panels of
+//! 16 ([`tile512`](super::tile512): 4 panels × 6 tokens of accumulators, 64 vectors per K/V
+//! load); [`Kernels::for_vectors`] picks the width.
 
 #[cfg(target_arch = "x86_64")]
 use crate::cpu::decode_tile::fast_exp;
@@ -74,8 +78,56 @@ pub fn available() -> bool {
     }
 }
 
+/// Which register tiles run a tile call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernels {
+    /// The reference tile (gather copy + GEMM): any CPU.
+    Reference,
+    /// The in-place 8-lane tiles: AVX2 + FMA.
+    Avx2,
+    /// The in-place 16-lane tiles of [`tile512`](super::tile512): AVX-512F.
+    Avx512,
+}
+
+impl Kernels {
+    /// Whether this CPU runs these kernels.
+    pub fn available(self) -> bool {
+        match self {
+            Kernels::Reference => true,
+            Kernels::Avx2 => available(),
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx512 => super::tile512::available(),
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernels::Avx512 => false,
+        }
+    }
+
+    /// The kernels [`attend`] runs for `m` query vectors on this CPU: the 16-lane tiles for more
+    /// than one 8-lane panel (from 9 vectors on both widths pad to 16 lanes, and the 16-lane
+    /// tiles do more work per load), the 8-lane tiles from half an 8-lane panel on, else the
+    /// reference.
+    ///
+    /// Fewer than half a panel of query vectors (a single leaf's GQA group of 1–3): the padded
+    /// lanes cost more than the reference's gather copy saves. Measured on the engine's per-leaf
+    /// (naive) decode of 64 leaves over a 480-token prompt, group 2: 123–141 ms per segment with
+    /// every job in place, 80–81 ms with this rule (80–86 ms before the in-place tile existed).
+    /// The width thresholds are measured per `m` by the `TILE_WIDTHS` table of
+    /// `cargo bench -p treepo-benches --bench tree_decode` (see `docs/tree-attn.md`, "CPU
+    /// tiles"): at m = 4 and 8 the 8-lane tiles are fastest, from 12 on the 16-lane ones.
+    pub fn for_vectors(m: usize) -> Kernels {
+        if m > 8 && Kernels::Avx512.available() {
+            Kernels::Avx512
+        } else if 2 * m >= 8 && Kernels::Avx2.available() {
+            Kernels::Avx2
+        } else {
+            Kernels::Reference
+        }
+    }
+}
+
 /// Attends `q` (`[m × head_dim]`) to `chunk` for one KV head: the contract of
-/// [`decode_tile::attend`], reading K/V in place.
+/// [`decode_tile::attend`], reading K/V in place, on the kernels
+/// [`Kernels::for_vectors`]`(m)` picks.
 #[allow(clippy::too_many_arguments)]
 pub fn attend(
     kv: &KvHead<'_>,
@@ -87,25 +139,78 @@ pub fn attend(
     lse: &mut [f32],
     sc: &mut Scratch,
 ) {
-    // Fewer than half a panel of query vectors (a single leaf's GQA group of 1–3): the padded
-    // lanes cost more than the reference's gather copy saves. Measured on the engine's per-leaf
-    // (naive) decode of 64 leaves over a 480-token prompt, group 2: 123–141 ms per segment with
-    // every job in place, 80–81 ms with this rule (80–86 ms before the in-place tile existed).
-    #[cfg(target_arch = "x86_64")]
-    if available() && 2 * lim.len() >= LANES {
-        // SAFETY: the CPU supports AVX2 and FMA (checked by `available`), the features
-        // `attend_avx2` is compiled for.
-        unsafe { attend_avx2(kv, chunk, q, lim, scale, o, lse, sc) };
-        return;
-    }
-    decode_tile::attend(kv, chunk, q, lim, scale, o, lse, &mut sc.reference);
+    attend_on(Kernels::for_vectors(lim.len()), kv, chunk, q, lim, scale, o, lse, sc);
 }
+
+/// [`attend`] on the given kernels (tests and benches compare the widths on one CPU).
+///
+/// # Panics
+/// If `kernels` is not [available](Kernels::available) on this CPU.
+#[allow(clippy::too_many_arguments)]
+pub fn attend_on(
+    kernels: Kernels,
+    kv: &KvHead<'_>,
+    chunk: &Chunk<'_>,
+    q: &[f32],
+    lim: &[i64],
+    scale: f32,
+    o: &mut [f32],
+    lse: &mut [f32],
+    sc: &mut Scratch,
+) {
+    assert!(kernels.available(), "{kernels:?} kernels are not available on this CPU");
+    #[cfg(target_arch = "x86_64")]
+    let lanes = match kernels {
+        Kernels::Reference => {
+            return decode_tile::attend(kv, chunk, q, lim, scale, o, lse, &mut sc.reference);
+        }
+        Kernels::Avx2 => LANES,
+        Kernels::Avx512 => super::tile512::LANES,
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    return decode_tile::attend(kv, chunk, q, lim, scale, o, lse, &mut sc.reference);
+    // At most GROUP query vectors per pass over the range, in near-equal groups of whole
+    // panels: the scores of a block and the query panels of more would spill out of L1
+    // (measured: 16-lane tiles at m = 64 run 109 GFLOP/s on one thread, at m = 128 in one pass
+    // 64; the `TILE_WIDTHS` table of `--bench tree_decode`). A group re-reads the range's K/V
+    // from L2/L3, cheap next to its FLOPs.
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (m, d) = (lim.len(), kv.head_dim);
+        let size = m.div_ceil(m.div_ceil(GROUP).max(1)).next_multiple_of(lanes).max(lanes);
+        let mut g0 = 0;
+        while g0 < m {
+            let g1 = (g0 + size).min(m);
+            let (q, lim) = (&q[g0 * d..g1 * d], &lim[g0..g1]);
+            let (o, lse) = (&mut o[g0 * d..g1 * d], &mut lse[g0..g1]);
+            if kernels == Kernels::Avx512 {
+                // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (asserted above), the
+                // features `attend_avx512` is compiled for.
+                unsafe { attend_avx512(kv, chunk, q, lim, scale, o, lse, sc) };
+            } else {
+                // SAFETY: the CPU supports AVX2 and FMA (asserted above), the features
+                // `attend_avx2` is compiled for.
+                unsafe { attend_avx2(kv, chunk, q, lim, scale, o, lse, sc) };
+            }
+            g0 = g1;
+        }
+    }
+}
+
+/// Most query vectors of one pass of the in-place tiles over a range (see [`attend_on`]).
+#[cfg(target_arch = "x86_64")]
+const GROUP: usize = 64;
 
 /// Query vectors per panel (one AVX2 register of f32).
 #[cfg(target_arch = "x86_64")]
 pub(crate) const LANES: usize = 8;
 
-/// [`attend`] on AVX2 + FMA.
+/// The block products of one panel width: `S = Q·Kᵀ` and `Oᵀ += Pᵀ·V` (the signatures of
+/// [`qk`] and [`pv`]).
+#[cfg(target_arch = "x86_64")]
+type Product = unsafe fn(&[f32], usize, usize, *const f32, &[usize], &mut [f32]);
+
+/// [`attend`] on the 8-lane AVX2 + FMA tiles.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
@@ -122,18 +227,79 @@ unsafe fn attend_avx2(
     lse: &mut [f32],
     sc: &mut Scratch,
 ) {
+    // SAFETY: forwarded (AVX2 + FMA, what `qk` and `pv` need).
+    unsafe { attend_panels(LANES, qk, pv, kv, chunk, q, lim, scale, o, lse, sc) }
+}
+
+/// [`attend`] on the 16-lane AVX-512F tiles.
+///
+/// # Safety
+/// The CPU must support AVX-512F, AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_avx512(
+    kv: &KvHead<'_>,
+    chunk: &Chunk<'_>,
+    q: &[f32],
+    lim: &[i64],
+    scale: f32,
+    o: &mut [f32],
+    lse: &mut [f32],
+    sc: &mut Scratch,
+) {
+    use super::tile512;
+    // SAFETY: forwarded (AVX-512F for the products, AVX2 + FMA for the softmax step).
+    unsafe {
+        attend_panels(
+            tile512::LANES,
+            tile512::qk,
+            tile512::pv,
+            kv,
+            chunk,
+            q,
+            lim,
+            scale,
+            o,
+            lse,
+            sc,
+        )
+    }
+}
+
+/// The in-place tile on panels of `lanes` query vectors, with the block products `qk` and
+/// `pv` of that width.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and whatever `qk` and `pv` are compiled for.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_panels(
+    lanes: usize,
+    qk: Product,
+    pv: Product,
+    kv: &KvHead<'_>,
+    chunk: &Chunk<'_>,
+    q: &[f32],
+    lim: &[i64],
+    scale: f32,
+    o: &mut [f32],
+    lse: &mut [f32],
+    sc: &mut Scratch,
+) {
     let (m, d) = (lim.len(), kv.head_dim);
-    let np = m.div_ceil(LANES);
-    let mp = np * LANES;
+    let np = m.div_ceil(lanes);
+    let mp = np * lanes;
     let q = &q[..m * d];
     let (o, lse) = (&mut o[..m * d], &mut lse[..m]);
     // Qᵀ per panel, scaled; padding query vectors are zero (their scores are ignored).
     sc.qt.clear();
-    sc.qt.resize(np * d * LANES, 0.0);
+    sc.qt.resize(np * d * lanes, 0.0);
     for (i, row) in q.chunks_exact(d.max(1)).enumerate() {
-        let panel = &mut sc.qt[(i / LANES) * d * LANES..][..d * LANES];
+        let panel = &mut sc.qt[(i / lanes) * d * lanes..][..d * lanes];
         for (p, &x) in row.iter().enumerate() {
-            panel[p * LANES + i % LANES] = x * scale;
+            panel[p * lanes + i % lanes] = x * scale;
         }
     }
     sc.ot.clear();
@@ -163,7 +329,7 @@ unsafe fn attend_avx2(
         sc.s.clear();
         sc.s.resize(bl * mp, 0.0);
         // SAFETY: every offset in `off` has its K row in `kv.data` (asserted above); `qt` holds
-        // `np` panels of `d × 8`; `s` holds `bl × mp`.
+        // `np` panels of `d × lanes`; `s` holds `bl × mp`; the CPU features are the caller's.
         unsafe { qk(&sc.qt, np, d, kv.data.as_ptr(), &sc.off, &mut sc.s) };
         softmax_block(&mut sc.s, bl, mp, lim, t0, &mut sc.m, &mut sc.l, &mut sc.alpha, &mut sc.mx);
         if sc.alpha.iter().any(|&a| a != 1.0) {
@@ -174,7 +340,7 @@ unsafe fn attend_avx2(
             }
         }
         // SAFETY: every offset in `off` has its V row (`+ stride_kv`) in `kv.data` (asserted
-        // above); `s` holds `bl × mp`, `ot` holds `d × mp`.
+        // above); `s` holds `bl × mp`, `ot` holds `d × mp`; the CPU features are the caller's.
         unsafe {
             pv(&sc.s, np, d, kv.data.as_ptr().add(kv.stride_kv), &sc.off, &mut sc.ot);
         }
