@@ -183,15 +183,11 @@ pub fn attend_on(
             let g1 = (g0 + size).min(m);
             let (q, lim) = (&q[g0 * d..g1 * d], &lim[g0..g1]);
             let (o, lse) = (&mut o[g0 * d..g1 * d], &mut lse[g0..g1]);
-            if kernels == Kernels::Avx512 {
-                // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (asserted above), the
-                // features `attend_avx512` is compiled for.
-                unsafe { attend_avx512(kv, chunk, q, lim, scale, o, lse, sc) };
-            } else {
-                // SAFETY: the CPU supports AVX2 and FMA (asserted above), the features
-                // `attend_avx2` is compiled for.
-                unsafe { attend_avx2(kv, chunk, q, lim, scale, o, lse, sc) };
-            }
+            let panels = if kernels == Kernels::Avx512 { Panels::AVX512 } else { Panels::AVX2 };
+            // SAFETY: the CPU supports AVX2 and FMA, and AVX-512F where the panels are the
+            // 16-lane ones (`kernels` is available, asserted above): the features
+            // `attend_panels` and the panels' products are compiled for.
+            unsafe { attend_panels(panels, kv, chunk, q, lim, scale, o, lse, sc) };
             g0 = g1;
         }
     }
@@ -205,80 +201,49 @@ const GROUP: usize = 64;
 #[cfg(target_arch = "x86_64")]
 pub(crate) const LANES: usize = 8;
 
-/// The block products of one panel width: `S = Q·Kᵀ` and `Oᵀ += Pᵀ·V` (the signatures of
-/// [`qk`] and [`pv`]).
+/// A block product of one panel width: `S = Q·Kᵀ` or `Oᵀ += Pᵀ·V` (the signatures of [`qk`]
+/// and [`pv`]).
 #[cfg(target_arch = "x86_64")]
-type Product = unsafe fn(&[f32], usize, usize, *const f32, &[usize], &mut [f32]);
+pub(crate) type Product = unsafe fn(&[f32], usize, usize, *const f32, &[usize], &mut [f32]);
 
-/// [`attend`] on the 8-lane AVX2 + FMA tiles.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
+/// The register tiles of one panel width: `lanes` query vectors per panel and the two block
+/// products on such panels. Calling a product needs the CPU features of its width (AVX2 + FMA
+/// for [`Panels::AVX2`], AVX-512F for [`Panels::AVX512`]).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn attend_avx2(
-    kv: &KvHead<'_>,
-    chunk: &Chunk<'_>,
-    q: &[f32],
-    lim: &[i64],
-    scale: f32,
-    o: &mut [f32],
-    lse: &mut [f32],
-    sc: &mut Scratch,
-) {
-    // SAFETY: forwarded (AVX2 + FMA, what `qk` and `pv` need).
-    unsafe { attend_panels(LANES, qk, pv, kv, chunk, q, lim, scale, o, lse, sc) }
+#[derive(Clone, Copy)]
+pub(crate) struct Panels {
+    /// Query vectors per panel.
+    pub lanes: usize,
+    /// `S = Q·Kᵀ` ([`qk`]'s contract at this width).
+    pub qk: Product,
+    /// `Oᵀ += Pᵀ·V` ([`pv`]'s contract at this width).
+    pub pv: Product,
 }
 
-/// [`attend`] on the 16-lane AVX-512F tiles.
-///
-/// # Safety
-/// The CPU must support AVX-512F, AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn attend_avx512(
-    kv: &KvHead<'_>,
-    chunk: &Chunk<'_>,
-    q: &[f32],
-    lim: &[i64],
-    scale: f32,
-    o: &mut [f32],
-    lse: &mut [f32],
-    sc: &mut Scratch,
-) {
-    use super::tile512;
-    // SAFETY: forwarded (AVX-512F for the products, AVX2 + FMA for the softmax step).
-    unsafe {
-        attend_panels(
-            tile512::LANES,
-            tile512::qk,
-            tile512::pv,
-            kv,
-            chunk,
-            q,
-            lim,
-            scale,
-            o,
-            lse,
-            sc,
-        )
+impl Panels {
+    /// The 8-lane AVX2 + FMA tiles.
+    pub(crate) const AVX2: Panels = Panels { lanes: LANES, qk, pv };
+    /// The 16-lane AVX-512F tiles ([`tile512`](super::tile512)).
+    pub(crate) const AVX512: Panels =
+        Panels { lanes: super::tile512::LANES, qk: super::tile512::qk, pv: super::tile512::pv };
+
+    /// The panels for `m` query vectors on a CPU with AVX2 + FMA: the 16-lane ones where
+    /// [`Kernels::for_vectors`] picks them, else the 8-lane ones.
+    pub(crate) fn for_vectors(m: usize) -> Panels {
+        if Kernels::for_vectors(m) == Kernels::Avx512 { Panels::AVX512 } else { Panels::AVX2 }
     }
 }
 
-/// The in-place tile on panels of `lanes` query vectors, with the block products `qk` and
-/// `pv` of that width.
+/// The in-place tile on `panels` (see the [module docs](self)).
 ///
 /// # Safety
-/// The CPU must support AVX2, FMA and whatever `qk` and `pv` are compiled for.
+/// The CPU must support AVX2, FMA and the features of `panels`' products.
 #[cfg(target_arch = "x86_64")]
-#[inline(always)]
+#[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn attend_panels(
-    lanes: usize,
-    qk: Product,
-    pv: Product,
+    panels: Panels,
     kv: &KvHead<'_>,
     chunk: &Chunk<'_>,
     q: &[f32],
@@ -288,6 +253,7 @@ unsafe fn attend_panels(
     lse: &mut [f32],
     sc: &mut Scratch,
 ) {
+    let Panels { lanes, qk, pv } = panels;
     let (m, d) = (lim.len(), kv.head_dim);
     let np = m.div_ceil(lanes);
     let mp = np * lanes;

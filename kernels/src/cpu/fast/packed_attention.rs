@@ -1,20 +1,21 @@
 //! The fast twin of [`cpu::packed_attention_fwd`](crate::cpu::packed_attention_fwd) and
 //! [`cpu::packed_attention_bwd`](crate::cpu::packed_attention_bwd): the same contracts, the same
 //! passes and tiles (16 query rows, 16-column KV blocks classified from their bounds, empty
-//! blocks skipped), but every block product runs on the register-tiled AVX2 + FMA kernels of the
-//! in-place decode tile ([`qk`], [`pv`]) instead of one dot product per (row, column) pair.
+//! blocks skipped), but every block product runs on the register-tiled kernels of the in-place
+//! decode tile (`qk`, `pv`: 8-lane AVX2 + FMA, or 16-lane AVX-512F for more than 8 vectors, the
+//! decode tile's width rule) instead of one dot product per (row, column) pair.
 //!
 //! A task holds one 16-row query tile (or 16-column KV block) and one KV head; its "query
-//! vectors" are the rows × the query heads of that KV head's group (GQA), in panels of 8, so
-//! each K/V row is loaded once per 16 query vectors. Per pass:
+//! vectors" are the rows × the query heads of that KV head's group (GQA), in panels of 8 or 16
+//! lanes, so each K/V row is loaded once per 16 (AVX2) or 64 (AVX-512) query vectors. Per pass:
 //!
-//! * forward, per query tile: `S = scale·Q·Kᵀ` ([`qk`]), the tree mask on partial blocks, the
-//!   online softmax of the decode tile, `Oᵀ += Pᵀ·V` ([`pv`]);
-//! * `dQ`, per query tile: `S`, `P = exp(S − lse)`, `dP = dO·Vᵀ` ([`qk`] with `dO` as the query
-//!   panels and V rows as keys), `dS = P∘(dP − Δ)`, `dQᵀ += dSᵀ·K` ([`pv`] with K rows);
+//! * forward, per query tile: `S = scale·Q·Kᵀ` (`qk`), the tree mask on partial blocks, the
+//!   online softmax of the decode tile, `Oᵀ += Pᵀ·V` (`pv`);
+//! * `dQ`, per query tile: `S`, `P = exp(S − lse)`, `dP = dO·Vᵀ` (`qk` with `dO` as the query
+//!   panels and V rows as keys), `dS = P∘(dP − Δ)`, `dQᵀ += dSᵀ·K` (`pv` with K rows);
 //! * `dK`, `dV`, per KV block: the roles swapped — the block's 16 keys are the panels and the
 //!   query vectors of the rows that may see it are the "tokens" — `Sᵀ`, `Pᵀ`, `dPᵀ`, `dSᵀ`, then
-//!   `dVᵀ += P·dO` and `dKᵀ += dS·Q` ([`pv`] with `dO` and `Q` rows).
+//!   `dVᵀ += P·dO` and `dKᵀ += dS·Q` (`pv` with `dO` and `Q` rows).
 //!
 //! Scratch buffers live per rayon task (no allocation per block). Without AVX2 + FMA the
 //! reference runs.
@@ -61,7 +62,7 @@ pub fn backward(
 mod avx2 {
     use rayon::prelude::*;
 
-    use super::super::decode_tile::{LANES, pv, qk, softmax_block};
+    use super::super::decode_tile::{Panels, softmax_block};
     use super::{BwdInputs, Mask, Shape, reference_bwd};
     use crate::cpu::decode_tile::fast_exp;
     use crate::cpu::packed_attention_fwd::TILE;
@@ -138,9 +139,10 @@ mod avx2 {
             },
         );
         crate::cpu::regions::enter();
+        let keys = DKDV_BLOCKS * TILE;
         dk[..n * hkv * d]
-            .par_chunks_mut(TILE * hkv * d)
-            .zip(dv[..n * hkv * d].par_chunks_mut(TILE * hkv * d))
+            .par_chunks_mut(keys * hkv * d)
+            .zip(dv[..n * hkv * d].par_chunks_mut(keys * hkv * d))
             .enumerate()
             .for_each_init(Scratch::default, |sc, (b, (dk_blk, dv_blk))| {
                 for g in 0..hkv {
@@ -153,7 +155,7 @@ mod avx2 {
     /// Buffers of one task, reused across its blocks.
     #[derive(Default)]
     struct Scratch {
-        /// Query panels `[np × d × 8]` (scaled Q, or K of a block in the dK/dV pass).
+        /// Query panels `[np × d × lanes]` (scaled Q, or K of a block in the dK/dV pass).
         qt: Vec<f32>,
         /// Second panels (`dO`, or V of a block).
         dt: Vec<f32>,
@@ -187,15 +189,15 @@ mod avx2 {
         v.resize(n, x);
     }
 
-    /// Packs `rows` vectors (`src[offs[i]..offs[i] + d]`, times `scale`) as panels of 8:
-    /// `dst[(i / 8)·d·8 + p·8 + i % 8]`; padding vectors are zero.
-    fn pack(dst: &mut Vec<f32>, src: &[f32], offs: &[usize], d: usize, scale: f32) {
-        let np = offs.len().div_ceil(LANES);
-        reset(dst, np * d * LANES, 0.0);
+    /// Packs `rows` vectors (`src[offs[i]..offs[i] + d]`, times `scale`) as panels of `lanes`
+    /// (`L`): `dst[(i / L)·d·L + p·L + i % L]`; padding vectors are zero.
+    fn pack(dst: &mut Vec<f32>, src: &[f32], offs: &[usize], d: usize, scale: f32, lanes: usize) {
+        let np = offs.len().div_ceil(lanes);
+        reset(dst, np * d * lanes, 0.0);
         for (i, &o) in offs.iter().enumerate() {
-            let panel = &mut dst[(i / LANES) * d * LANES..][..d * LANES];
+            let panel = &mut dst[(i / lanes) * d * lanes..][..d * lanes];
             for (p, &x) in src[o..o + d].iter().enumerate() {
-                panel[p * LANES + i % LANES] = x * scale;
+                panel[p * lanes + i % lanes] = x * scale;
             }
         }
     }
@@ -284,9 +286,10 @@ mod avx2 {
         let group = hq / hkv;
         vectors(r0, r0 + rows, g, s, &mut sc.row, &mut sc.off2);
         let m = sc.row.len();
-        let np = m.div_ceil(LANES);
-        let mp = np * LANES;
-        pack(&mut sc.qt, q, &sc.off2, d, s.sm_scale);
+        let Panels { lanes, qk, pv } = Panels::for_vectors(m);
+        let np = m.div_ceil(lanes);
+        let mp = np * lanes;
+        pack(&mut sc.qt, q, &sc.off2, d, s.sm_scale, lanes);
         reset(&mut sc.ot, d * mp, 0.0);
         reset(&mut sc.m, mp, f32::NEG_INFINITY);
         reset(&mut sc.l, mp, 0.0);
@@ -299,7 +302,8 @@ mod avx2 {
             sc.off.clear();
             sc.off.extend(chunk.iter().map(|&(j, _)| (j * hkv + g) * d));
             reset(&mut sc.s, chunk.len() * mp, 0.0);
-            // SAFETY: every offset is a K row `(j·H_kv + g)·D` of `j < N`, so `[off, off + d)`
+            // SAFETY: the products' CPU features are this CPU's (`Panels::for_vectors`);
+            // every offset is a K row `(j·H_kv + g)·D` of `j < N`, so `[off, off + d)`
             // lies in `k` (validated `N·H_kv·D` long); `qt` holds `np` panels; `s` is `bl × mp`.
             unsafe { qk(&sc.qt, np, d, k.as_ptr(), &sc.off, &mut sc.s) };
             apply_mask(&mut sc.s, mp, chunk, &sc.row, mask);
@@ -323,7 +327,8 @@ mod avx2 {
                     }
                 }
             }
-            // SAFETY: the same offsets index V rows of `v` (same layout as `k`); `s` is `bl × mp`,
+            // SAFETY: the products' CPU features are this CPU's (`Panels::for_vectors`);
+            // the same offsets index V rows of `v` (same layout as `k`); `s` is `bl × mp`,
             // `ot` is `d × mp`.
             unsafe { pv(&sc.s, np, d, v.as_ptr(), &sc.off, &mut sc.ot) };
         }
@@ -374,10 +379,11 @@ mod avx2 {
         let group = hq / hkv;
         vectors(r0, r0 + rows, g, s, &mut sc.row, &mut sc.off2);
         let m = sc.row.len();
-        let np = m.div_ceil(LANES);
-        let mp = np * LANES;
-        pack(&mut sc.qt, x.q, &sc.off2, d, s.sm_scale);
-        pack(&mut sc.dt, x.d_o, &sc.off2, d, 1.0);
+        let Panels { lanes, qk, pv } = Panels::for_vectors(m);
+        let np = m.div_ceil(lanes);
+        let mp = np * lanes;
+        pack(&mut sc.qt, x.q, &sc.off2, d, s.sm_scale, lanes);
+        pack(&mut sc.dt, x.d_o, &sc.off2, d, 1.0, lanes);
         reset(&mut sc.lse, mp, 0.0);
         reset(&mut sc.delta, mp, 0.0);
         for (i, &row) in sc.row.iter().enumerate() {
@@ -393,15 +399,17 @@ mod avx2 {
             sc.off.extend(chunk.iter().map(|&(j, _)| (j * hkv + g) * d));
             reset(&mut sc.s, chunk.len() * mp, 0.0);
             reset(&mut sc.dp, chunk.len() * mp, 0.0);
-            // SAFETY: the offsets are K/V rows of `j < N` (in `k` and `v`, same layout); the panels
-            // hold `np × d × 8`; `s` and `dp` are `bl × mp`.
+            // SAFETY: the products' CPU features are this CPU's (`Panels::for_vectors`);
+            // the offsets are K/V rows of `j < N` (in `k` and `v`, same layout); the panels
+            // hold `np × d × lanes`; `s` and `dp` are `bl × mp`.
             unsafe {
                 qk(&sc.qt, np, d, x.k.as_ptr(), &sc.off, &mut sc.s);
                 qk(&sc.dt, np, d, x.v.as_ptr(), &sc.off, &mut sc.dp);
             }
             apply_mask(&mut sc.s, mp, chunk, &sc.row, mask);
             probs_and_ds(&mut sc.s, &mut sc.dp, mp, &sc.lse, &sc.delta);
-            // SAFETY: as above; `dp` (now dS) is `bl × mp`, `ot` is `d × mp`.
+            // SAFETY: the products' CPU features are this CPU's (`Panels::for_vectors`);
+            // as above; `dp` (now dS) is `bl × mp`, `ot` is `d × mp`.
             unsafe { pv(&sc.dp, np, d, x.k.as_ptr(), &sc.off, &mut sc.ot) };
         }
         sc.cols = cols;
@@ -414,8 +422,17 @@ mod avx2 {
         }
     }
 
-    /// `dk`, `dv` of the columns of block `b` for KV head `g`: the block's keys are the panels,
-    /// the query vectors of the rows `[c0, max kv_row_end)` of the group's heads are the tokens.
+    /// KV blocks per task of the dK/dV pass: their keys are the panels (64 keys = four 16-lane
+    /// panels, the widest register tile; with one 16-key block per task every tile had one panel
+    /// and was load-bound). A query tile that sees only some of the blocks computes the others'
+    /// scores too and masks them. Measured (packed_attention bench, fwd+bwd of the tree, old /
+    /// new binaries alternated): TreePO case 30.4 ms with one block → 23.2–27.0 ms with 4 (and the
+    /// AVX-512 panels), 2-level case 62–65 → 40–50 ms; 2 blocks per task fell in between.
+    const DKDV_BLOCKS: usize = 4;
+
+    /// `dk`, `dv` of the columns of blocks `DKDV_BLOCKS·b ..` (up to [`DKDV_BLOCKS`]) for KV
+    /// head `g`: the blocks' keys are the panels, the query vectors of the rows that may see any
+    /// of them (`[c0, max kv_row_end)`, the group's heads) are the tokens.
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA.
@@ -433,43 +450,59 @@ mod avx2 {
         sc: &mut Scratch,
     ) {
         let (n, hq, hkv, d) = (s.num_tokens, s.num_qo_heads, s.num_kv_heads, s.head_dim);
-        let (c0, c1) = (b * TILE, ((b + 1) * TILE).min(n));
-        let hi = mask.block_bounds[2 * b + 1] as usize;
+        let blocks = DKDV_BLOCKS * b..(DKDV_BLOCKS * (b + 1)).min(n.div_ceil(TILE));
+        let (c0, c1) = (blocks.start * TILE, (blocks.end * TILE).min(n));
+        let hi = blocks.clone().map(|bb| mask.block_bounds[2 * bb + 1] as usize).max().unwrap_or(0);
         let group = hq / hkv;
         sc.off2.clear();
         sc.off2.extend((c0..c1).map(|j| (j * hkv + g) * d));
-        let np = sc.off2.len().div_ceil(LANES);
-        let mp = np * LANES;
-        pack(&mut sc.qt, x.k, &sc.off2, d, s.sm_scale);
-        pack(&mut sc.dt, x.v, &sc.off2, d, 1.0);
+        let Panels { lanes, qk, pv } = Panels::for_vectors(sc.off2.len());
+        let np = sc.off2.len().div_ceil(lanes);
+        let mp = np * lanes;
+        pack(&mut sc.qt, x.k, &sc.off2, d, s.sm_scale, lanes);
+        pack(&mut sc.dt, x.v, &sc.off2, d, 1.0, lanes);
         reset(&mut sc.ot, d * mp, 0.0);
         reset(&mut sc.ot2, d * mp, 0.0);
-        // Query rows that may see this block, in tiles of TILE rows (their non-empty classes).
+        // Query rows that may see these blocks, in tiles of TILE rows; each block's class for
+        // the tile (Empty blocks are masked whole, Partial ones per element).
+        let mut class = [TileClass::Empty; DKDV_BLOCKS];
         let mut r0 = c0;
         while r0 < hi {
             let r1 = (r0 + TILE).min(hi);
-            let (class, _, _) = mask.classify(r0, r1, b, n);
-            if class != TileClass::Empty {
+            for (k, bb) in blocks.clone().enumerate() {
+                class[k] = mask.classify(r0, r1, bb, n).0;
+            }
+            let classes = &class[..blocks.len()];
+            if classes.iter().any(|&c| c != TileClass::Empty) {
                 vectors(r0, r1, g, s, &mut sc.row, &mut sc.off);
                 let bl = sc.row.len();
                 reset(&mut sc.s, bl * mp, 0.0);
                 reset(&mut sc.dp, bl * mp, 0.0);
-                // SAFETY: the offsets are rows of `q` and `d_o` (`[N, H_q, D]`, `row < N`); the
-                // panels hold `np × d × 8`; `s` and `dp` are `bl × mp`.
+                // SAFETY: the products' CPU features are this CPU's (`Panels::for_vectors`);
+                // the offsets are rows of `q` and `d_o` (`[N, H_q, D]`, `row < N`); the
+                // panels hold `np × d × lanes`; `s` and `dp` are `bl × mp`.
                 unsafe {
                     qk(&sc.qt, np, d, x.q.as_ptr(), &sc.off, &mut sc.s);
                     qk(&sc.dt, np, d, x.d_o.as_ptr(), &sc.off, &mut sc.dp);
                 }
-                // Scores are [query vector × key]: -inf where the row does not see the key (on
-                // partial tiles) and on the padding keys (past c1), then P and dS line by line.
+                // Scores are [query vector × key]: -inf where the row does not see the key
+                // (per element in Partial blocks, whole Empty blocks) and on the padding keys
+                // (past c1), then P and dS line by line.
                 let nk = c1 - c0;
                 for (t, &row) in sc.row.iter().enumerate() {
                     let line = &mut sc.s[t * mp..(t + 1) * mp];
-                    if class == TileClass::Partial {
-                        for (jj, y) in line[..nk].iter_mut().enumerate() {
-                            if !mask.visible(row, c0 + jj) {
-                                *y = f32::NEG_INFINITY;
+                    for (k, &cl) in classes.iter().enumerate() {
+                        let (j0, j1) = (k * TILE, ((k + 1) * TILE).min(nk));
+                        match cl {
+                            TileClass::Empty => line[j0..j1].fill(f32::NEG_INFINITY),
+                            TileClass::Partial => {
+                                for (jj, y) in line[j0..j1].iter_mut().enumerate() {
+                                    if !mask.visible(row, c0 + j0 + jj) {
+                                        *y = f32::NEG_INFINITY;
+                                    }
+                                }
                             }
+                            TileClass::Full => {}
                         }
                     }
                     line[nk..].fill(f32::NEG_INFINITY);
@@ -477,7 +510,8 @@ mod avx2 {
                     let (lse, dl) = (x.lse[h * n + row], delta[h * n + row]);
                     probs_and_ds_line(line, &mut sc.dp[t * mp..(t + 1) * mp], lse, dl);
                 }
-                // SAFETY: the offsets are rows of `d_o` and `q`; `s`, `dp` are `bl × mp`; `ot`,
+                // SAFETY: the products' CPU features are this CPU's (`Panels::for_vectors`);
+                // the offsets are rows of `d_o` and `q`; `s`, `dp` are `bl × mp`; `ot`,
                 // `ot2` are `d × mp`.
                 unsafe {
                     pv(&sc.s, np, d, x.d_o.as_ptr(), &sc.off, &mut sc.ot);
