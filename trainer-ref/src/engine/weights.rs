@@ -9,15 +9,16 @@
 //! the output are unchanged, and the padded output columns meet zero weights.
 //!
 //! *Layout.* Each linear weight is the `B` of `Y = X·op(B)`: PyTorch's `[out, in]`
-//! (`trans_b = T`) or transposed `[in, out]` (`trans_b = N`). On the CPU, at the decode shape
-//! m = 64 rows, the `gemm` crate runs small matrices much faster as `[in, out]` and large ones
-//! as fast or faster as `[out, in]` (2-core VM, idle, `engine_step` bench's `GEMM m=64` line,
-//! GFLOP/s `[out, in]` vs `[in, out]`: `[128,128]` 77 vs 141, `[384,128]` 126 vs 148,
-//! `[128,384]` 90 vs 158, `[512,512]` 140 vs 146, `[1536,512]` 136 vs 130, `[512,1536]` 138 vs
-//! 93–115). So the CPU engine stores a matrix of at most [`KN_MAX`] elements transposed, once,
-//! here (a second copy, in host memory) and keeps larger ones in the model's layout; GPU
-//! backends keep `[out, in]` (cuBLAS and the WGSL kernel take either) and copy only for head
-//! padding.
+//! (`trans_b = T`) or transposed `[in, out]` (`trans_b = N`). On the CPU the `gemm` crate (with
+//! its AVX-512 kernels, feature `x86-v4`) runs `[in, out]` much faster at every batch of 4 rows
+//! and more (2-core VM, idle, the `engine_step` bench's `GEMM m=…` lines, GFLOP/s `[out, in]`
+//! vs `[in, out]` at m = 64: `[128,128]` 121 vs 246, `[384,128]` 137 vs 151, `[128,384]` 126 vs
+//! 166, `[512,512]` 85 vs 335, `[1536,512]` 138 vs 237, `[512,1536]` 82 vs 257; at m = 4 the
+//! `[out, in]` path falls to 5–24); only single-row GEMVs (m = 1) are ~20 % faster `[out, in]`.
+//! So the CPU engine stores every matrix of at most [`KN_MAX`] elements transposed, once, here
+//! (a second copy, in host memory: the engine's weights take twice the model's memory) and
+//! keeps larger ones (a huge LM head) in the model's layout; GPU backends keep `[out, in]`
+//! (cuBLAS and the WGSL kernel take either) and copy only for head padding.
 //!
 //! *Fusion.* q|k|v and gate|up stay adjacent (each block laid out on its own, same layout):
 //! the forward computes gate and up — and q and k|v when `hq·da == 2·hkv·da` — with one
@@ -34,7 +35,7 @@ use treepo_kernels::{BackendKind, Buffer, KernelError, View};
 use crate::model::{Model, ModelConfig};
 
 /// The largest matrix (elements) the CPU engine stores `[in, out]` (see the module docs).
-pub(crate) const KN_MAX: usize = 1 << 18;
+pub(crate) const KN_MAX: usize = 1 << 24; // 64 MiB of f32
 
 /// Sizes the forward pass needs (B/T/C vocabulary: `c` hidden, `im` MLP width).
 #[derive(Clone, Copy, Debug)]
@@ -130,7 +131,6 @@ pub(crate) struct EngineWeights {
 struct Builder<'h> {
     host: &'h [f32],
     out: Vec<f32>,
-    /// Store the matrices `[in, out]` (else as the model has them).
     /// Store matrices of at most [`KN_MAX`] elements `[in, out]` (else as the model has them).
     kn: bool,
 }
