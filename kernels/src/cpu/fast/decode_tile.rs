@@ -22,9 +22,11 @@
 //! copied: the cache lines of a shared page are read where they lie.
 //!
 //! On a CPU with AVX-512F, a tile of more than 8 query vectors runs the same steps on panels of
-//! 16 ([`tile512`](super::tile512): 4 panels × 6 tokens of accumulators, 64 vectors per K/V
+//! 16 (`tiles.rs`: 4 panels × 6 tokens of accumulators, 64 vectors per K/V
 //! load); [`Kernels::for_vectors`] picks the width.
 
+#[cfg(target_arch = "x86_64")]
+use super::tiles;
 #[cfg(target_arch = "x86_64")]
 use crate::cpu::decode_tile::fast_exp;
 use crate::cpu::decode_tile::{self, Chunk, KvHead, Tile};
@@ -85,7 +87,7 @@ pub enum Kernels {
     Reference,
     /// The in-place 8-lane tiles: AVX2 + FMA.
     Avx2,
-    /// The in-place 16-lane tiles of [`tile512`](super::tile512): AVX-512F.
+    /// The in-place 16-lane tiles (`cpu/fast/tiles.rs`): AVX-512F.
     Avx512,
 }
 
@@ -96,7 +98,7 @@ impl Kernels {
             Kernels::Reference => true,
             Kernels::Avx2 => available(),
             #[cfg(target_arch = "x86_64")]
-            Kernels::Avx512 => super::tile512::available(),
+            Kernels::Avx512 => super::tiles::avx512_available(),
             #[cfg(not(target_arch = "x86_64"))]
             Kernels::Avx512 => false,
         }
@@ -164,8 +166,8 @@ pub fn attend_on(
         Kernels::Reference => {
             return decode_tile::attend(kv, chunk, q, lim, scale, o, lse, &mut sc.reference);
         }
-        Kernels::Avx2 => LANES,
-        Kernels::Avx512 => super::tile512::LANES,
+        Kernels::Avx2 => Panels::AVX2.lanes,
+        Kernels::Avx512 => Panels::AVX512.lanes,
     };
     #[cfg(not(target_arch = "x86_64"))]
     return decode_tile::attend(kv, chunk, q, lim, scale, o, lse, &mut sc.reference);
@@ -197,12 +199,8 @@ pub fn attend_on(
 #[cfg(target_arch = "x86_64")]
 const GROUP: usize = 64;
 
-/// Query vectors per panel (one AVX2 register of f32).
-#[cfg(target_arch = "x86_64")]
-pub(crate) const LANES: usize = 8;
-
-/// A block product of one panel width: `S = Q·Kᵀ` or `Oᵀ += Pᵀ·V` (the signatures of [`qk`]
-/// and [`pv`]).
+/// A block product of one panel width: `S = Q·Kᵀ` or `Oᵀ += Pᵀ·V` (the signatures of
+/// [`tiles::qk8`] and [`tiles::pv8`]).
 #[cfg(target_arch = "x86_64")]
 pub(crate) type Product = unsafe fn(&[f32], usize, usize, *const f32, &[usize], &mut [f32]);
 
@@ -214,19 +212,18 @@ pub(crate) type Product = unsafe fn(&[f32], usize, usize, *const f32, &[usize], 
 pub(crate) struct Panels {
     /// Query vectors per panel.
     pub lanes: usize,
-    /// `S = Q·Kᵀ` ([`qk`]'s contract at this width).
+    /// `S = Q·Kᵀ` at this width.
     pub qk: Product,
-    /// `Oᵀ += Pᵀ·V` ([`pv`]'s contract at this width).
+    /// `Oᵀ += Pᵀ·V` at this width.
     pub pv: Product,
 }
 
 #[cfg(target_arch = "x86_64")]
 impl Panels {
     /// The 8-lane AVX2 + FMA tiles.
-    pub(crate) const AVX2: Panels = Panels { lanes: LANES, qk, pv };
-    /// The 16-lane AVX-512F tiles ([`tile512`](super::tile512)).
-    pub(crate) const AVX512: Panels =
-        Panels { lanes: super::tile512::LANES, qk: super::tile512::qk, pv: super::tile512::pv };
+    pub(crate) const AVX2: Panels = Panels { lanes: 8, qk: tiles::qk8, pv: tiles::pv8 };
+    /// The 16-lane AVX-512F tiles.
+    pub(crate) const AVX512: Panels = Panels { lanes: 16, qk: tiles::qk16, pv: tiles::pv16 };
 
     /// The panels for `m` query vectors on a CPU with AVX2 + FMA: the 16-lane ones where
     /// [`Kernels::for_vectors`] picks them, else the 8-lane ones.
@@ -414,209 +411,5 @@ unsafe fn exp_rows_avx2(s: &mut [f32], shift: &[f32], mp: usize, l: &mut [f32], 
             *li = *li * al + a;
         }
         i0 += n;
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-use std::arch::x86_64::{
-    _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps, _mm256_storeu_ps,
-};
-
-/// `s[t][i] = Σ_p qt[i / 8][p][i % 8] · K[off[t] + p]` for every token `t < off.len()` and
-/// query vector `i < np·8` (`s` is `[bl × np·8]`).
-///
-/// # Safety
-/// AVX2 + FMA; `kd[off[t] .. off[t] + d]` readable for every `t`; `qt.len() >= np·d·8`;
-/// `s.len() == np·8·off.len()`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn qk(
-    qt: &[f32],
-    np: usize,
-    d: usize,
-    kd: *const f32,
-    off: &[usize],
-    s: &mut [f32],
-) {
-    let bl = off.len();
-    debug_assert!(qt.len() >= np * d * LANES && s.len() == np * LANES * bl);
-    let mut t = 0;
-    // Tokens outer, panels inner: the K rows of a token group stay in L1 across panels.
-    while t < bl {
-        let nt = if bl - t >= 6 { 6 } else { 1 };
-        let mut pn = 0;
-        while pn < np {
-            // SAFETY: forwarded from the caller; the panel and token ranges are in bounds.
-            unsafe {
-                match (np - pn >= 2, nt) {
-                    (true, 6) => qk_tile::<2, 6>(qt, pn, d, kd, &off[t..t + 6], s, bl, t),
-                    (true, _) => qk_tile::<2, 1>(qt, pn, d, kd, &off[t..t + 1], s, bl, t),
-                    (false, 6) => qk_tile::<1, 6>(qt, pn, d, kd, &off[t..t + 6], s, bl, t),
-                    (false, _) => qk_tile::<1, 1>(qt, pn, d, kd, &off[t..t + 1], s, bl, t),
-                }
-            }
-            pn += if np - pn >= 2 { 2 } else { 1 };
-        }
-        t += nt;
-    }
-}
-
-/// One `(P panels × NT tokens)` register tile of [`qk`], panels from `pn`, tokens from `t`.
-///
-/// # Safety
-/// As [`qk`], with `offs.len() == NT`, `pn + P <= np`, `t + NT <= bl`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-// The register tiles index the accumulators by (panel, column) counters on purpose.
-#[allow(clippy::needless_range_loop)]
-#[inline]
-unsafe fn qk_tile<const P: usize, const NT: usize>(
-    qt: &[f32],
-    pn: usize,
-    d: usize,
-    kd: *const f32,
-    offs: &[usize],
-    s: &mut [f32],
-    bl: usize,
-    t: usize,
-) {
-    let mut acc = [[_mm256_setzero_ps(); NT]; P];
-    let qp = qt[pn * d * LANES..(pn + P) * d * LANES].as_ptr();
-    let mut rows = [kd; NT];
-    for (r, &k) in rows.iter_mut().zip(offs) {
-        // SAFETY: `kd + k` is the start of a K row of `d` readable elements (caller).
-        *r = unsafe { kd.add(k) };
-    }
-    // Pointer increments only in the hot loop (no checked index arithmetic).
-    let mut qk_ptr = [qp; P];
-    for (k, ptr) in qk_ptr.iter_mut().enumerate() {
-        // SAFETY: panel `pn + k < np` starts inside `qt`.
-        *ptr = unsafe { qp.add(k * d * LANES) };
-    }
-    for _ in 0..d {
-        let mut a = [_mm256_setzero_ps(); P];
-        for k in 0..P {
-            // SAFETY: element `p < d` of panel `pn + k`: 8 floats inside `qt`; the pointer
-            // moves on by 8 floats per element, ending one past the panel.
-            unsafe {
-                a[k] = _mm256_loadu_ps(qk_ptr[k]);
-                qk_ptr[k] = qk_ptr[k].add(LANES);
-            }
-        }
-        for j in 0..NT {
-            // SAFETY: element `p < d` of token `t + j`'s K row; the pointer moves on by one,
-            // ending one past the row.
-            let b = unsafe {
-                let b = _mm256_broadcast_ss(&*rows[j]);
-                rows[j] = rows[j].add(1);
-                b
-            };
-            for k in 0..P {
-                acc[k][j] = _mm256_fmadd_ps(a[k], b, acc[k][j]);
-            }
-        }
-    }
-    let mp = s.len() / bl;
-    for (k, acck) in acc.iter().enumerate() {
-        for (j, &v) in acck.iter().enumerate() {
-            let i = (t + j) * mp + (pn + k) * LANES;
-            // SAFETY: token `t + j < bl`, panel `pn + k < np`: 8 floats inside `s`.
-            unsafe { _mm256_storeu_ps(s[i..i + LANES].as_mut_ptr(), v) };
-        }
-    }
-}
-
-/// `ot[p][i] += Σ_t pt[t][i] · V[off[t] + p]` (`pt` = the probabilities `[bl × np·8]`) for every head-dim column `p < d` and query
-/// vector `i < np·8` (`mp = np·8`).
-///
-/// # Safety
-/// AVX2 + FMA; `vd[off[t] .. off[t] + d]` readable for every `t`; `pt.len() >= off.len()·mp`;
-/// `ot.len() >= d·mp`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn pv(
-    pt: &[f32],
-    np: usize,
-    d: usize,
-    vd: *const f32,
-    off: &[usize],
-    ot: &mut [f32],
-) {
-    let mp = np * LANES;
-    debug_assert!(pt.len() >= off.len() * mp && ot.len() >= d * mp);
-    let mut p = 0;
-    // Columns outer, panels inner: the V lines of a column group stay in L1 across panels.
-    while p < d {
-        let nd = if d - p >= 6 { 6 } else { 1 };
-        let mut pn = 0;
-        while pn < np {
-            // SAFETY: forwarded from the caller; the panel and column ranges are in bounds.
-            unsafe {
-                match (np - pn >= 2, nd) {
-                    (true, 6) => pv_tile::<2, 6>(pt, pn, mp, vd, off, ot, p),
-                    (true, _) => pv_tile::<2, 1>(pt, pn, mp, vd, off, ot, p),
-                    (false, 6) => pv_tile::<1, 6>(pt, pn, mp, vd, off, ot, p),
-                    (false, _) => pv_tile::<1, 1>(pt, pn, mp, vd, off, ot, p),
-                }
-            }
-            pn += if np - pn >= 2 { 2 } else { 1 };
-        }
-        p += nd;
-    }
-}
-
-/// One `(P panels × ND columns)` register tile of [`pv`], panels from `pn`, columns from `p0`.
-///
-/// # Safety
-/// As [`pv`], with `pn + P <= np`, `p0 + ND <= d`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-// The register tiles index the accumulators by (panel, column) counters on purpose.
-#[allow(clippy::needless_range_loop)]
-#[inline]
-unsafe fn pv_tile<const P: usize, const ND: usize>(
-    pt: &[f32],
-    pn: usize,
-    mp: usize,
-    vd: *const f32,
-    off: &[usize],
-    ot: &mut [f32],
-    p0: usize,
-) {
-    let mut acc = [[_mm256_setzero_ps(); ND]; P];
-    for (k, acck) in acc.iter_mut().enumerate() {
-        for (j, a) in acck.iter_mut().enumerate() {
-            let i = (p0 + j) * mp + (pn + k) * LANES;
-            // SAFETY: column `p0 + j < d`, panel `pn + k < np`: 8 floats inside `ot`.
-            *a = unsafe { _mm256_loadu_ps(ot[i..i + LANES].as_ptr()) };
-        }
-    }
-    // SAFETY: panel `pn < np` of token 0 is inside `pt`.
-    let mut pp = unsafe { pt.as_ptr().add(pn * LANES) };
-    for &v in off {
-        let mut a = [_mm256_setzero_ps(); P];
-        for (k, ak) in a.iter_mut().enumerate() {
-            // SAFETY: token `t < off.len()`, panel `pn + k < np`: 8 floats inside `pt`.
-            *ak = unsafe { _mm256_loadu_ps(pp.add(k * LANES)) };
-        }
-        // The next token's panels (wrapping: past the end after the last token, never read).
-        pp = pp.wrapping_add(mp);
-        // SAFETY: `vd + v` starts token `t`'s V row of `d` readable elements (caller).
-        let row = unsafe { vd.add(v + p0) };
-        for j in 0..ND {
-            // SAFETY: `p0 + j < d`: inside the V row.
-            let b = unsafe { _mm256_broadcast_ss(&*row.add(j)) };
-            for k in 0..P {
-                acc[k][j] = _mm256_fmadd_ps(a[k], b, acc[k][j]);
-            }
-        }
-    }
-    for (k, acck) in acc.iter().enumerate() {
-        for (j, &a) in acck.iter().enumerate() {
-            let i = (p0 + j) * mp + (pn + k) * LANES;
-            // SAFETY: as the load above.
-            unsafe { _mm256_storeu_ps(ot[i..i + LANES].as_mut_ptr(), a) };
-        }
     }
 }
