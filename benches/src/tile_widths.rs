@@ -51,7 +51,8 @@ pub fn print() {
                 row += &format!(" {:>12}", "-");
                 continue;
             }
-            let mut run = || attend_on(k, &kv, &chunk, &q, &lim, 0.088, &mut o, &mut lse, &mut sc);
+            let scale = (D as f32).powf(-0.5);
+            let mut run = || attend_on(k, &kv, &chunk, &q, &lim, scale, &mut o, &mut lse, &mut sc);
             run();
             // Median of rounds of ≥ 2 ms each.
             let mut samples = Vec::new();

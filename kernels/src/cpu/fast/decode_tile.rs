@@ -162,12 +162,12 @@ pub fn attend_on(
 ) {
     assert!(kernels.available(), "{kernels:?} kernels are not available on this CPU");
     #[cfg(target_arch = "x86_64")]
-    let lanes = match kernels {
+    let panels = match kernels {
         Kernels::Reference => {
             return decode_tile::attend(kv, chunk, q, lim, scale, o, lse, &mut sc.reference);
         }
-        Kernels::Avx2 => Panels::AVX2.lanes,
-        Kernels::Avx512 => Panels::AVX512.lanes,
+        Kernels::Avx2 => Panels::AVX2,
+        Kernels::Avx512 => Panels::AVX512,
     };
     #[cfg(not(target_arch = "x86_64"))]
     return decode_tile::attend(kv, chunk, q, lim, scale, o, lse, &mut sc.reference);
@@ -178,14 +178,13 @@ pub fn attend_on(
     // from L2/L3, cheap next to its FLOPs.
     #[cfg(target_arch = "x86_64")]
     {
-        let (m, d) = (lim.len(), kv.head_dim);
+        let (m, d, lanes) = (lim.len(), kv.head_dim, panels.lanes);
         let size = m.div_ceil(m.div_ceil(GROUP).max(1)).next_multiple_of(lanes).max(lanes);
         let mut g0 = 0;
         while g0 < m {
             let g1 = (g0 + size).min(m);
             let (q, lim) = (&q[g0 * d..g1 * d], &lim[g0..g1]);
             let (o, lse) = (&mut o[g0 * d..g1 * d], &mut lse[g0..g1]);
-            let panels = if kernels == Kernels::Avx512 { Panels::AVX512 } else { Panels::AVX2 };
             // SAFETY: the CPU supports AVX2 and FMA, and AVX-512F where the panels are the
             // 16-lane ones (`kernels` is available, asserted above): the features
             // `attend_panels` and the panels' products are compiled for.

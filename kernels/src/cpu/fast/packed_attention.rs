@@ -425,9 +425,10 @@ mod avx2 {
     /// KV blocks per task of the dK/dV pass: their keys are the panels (64 keys = four 16-lane
     /// panels, the widest register tile; with one 16-key block per task every tile had one panel
     /// and was load-bound). A query tile that sees only some of the blocks computes the others'
-    /// scores too and masks them. Measured (packed_attention bench, fwd+bwd of the tree, old /
-    /// new binaries alternated): TreePO case 30.4 ms with one block → 23.2–27.0 ms with 4 (and the
-    /// AVX-512 panels), 2-level case 62–65 → 40–50 ms; 2 blocks per task fell in between.
+    /// scores too and masks them. Measured (`--bench packed_attention`, fwd+bwd of the tree, the
+    /// binaries alternated): with the AVX-512 panels, 4 blocks per task against 2 gave 44.7 /
+    /// 48.2 vs 55.5 / 60.0 ms on the 2-level case and were within noise on the TreePO case
+    /// (27.8 / 35.5 vs 33.7 / 35.1 ms); `docs/packed-attention.md` has the change's totals.
     const DKDV_BLOCKS: usize = 4;
 
     /// `dk`, `dv` of the columns of blocks `DKDV_BLOCKS·b ..` (up to [`DKDV_BLOCKS`]) for KV
