@@ -1,6 +1,7 @@
 //! The CPU decode tile's kernel widths side by side: one KV head, one thread, `m` query
 //! vectors attending to 1 024 in-cache tokens (head_dim 128), on every kernel set this CPU runs
-//! (`Reference` = gather + GEMM, `Avx2` = 8-lane in place, `Avx512` = 16-lane in place).
+//! (`Reference` = gather + GEMM, `Rows` = in place with lanes along `head_dim`, `Avx2` = 8-lane
+//! panels in place, `Avx512` = 16-lane panels in place).
 //! Prints GFLOP/s of useful work (`4·m·tokens·head_dim`: QKᵀ and PV) per set, and which set
 //! `Kernels::for_vectors` picks — the evidence for its thresholds.
 
@@ -31,7 +32,7 @@ pub fn print() {
         head_dim: D,
     };
     let chunk = Chunk { pages: &order, kv_start: 0, kv_end: TOKENS };
-    let sets = [Kernels::Reference, Kernels::Avx2, Kernels::Avx512];
+    let sets = [Kernels::Reference, Kernels::Rows, Kernels::Avx2, Kernels::Avx512];
     let names: Vec<String> = sets
         .iter()
         .map(|k| if k.available() { format!("{k:?}") } else { format!("{k:?}(n/a)") })
@@ -39,9 +40,10 @@ pub fn print() {
     println!(
         "\nTILE_WIDTHS one KV head, one thread, {TOKENS} tokens, head_dim {D}: useful GFLOP/s per kernel set"
     );
-    println!("{:>4} {:>12} {:>12} {:>12}   picked", "m", names[0], names[1], names[2]);
+    let head: String = names.iter().map(|n| format!(" {n:>12}")).collect();
+    println!("{:>4}{head}   picked", "m");
     let mut sc = Scratch::default();
-    for m in [4, 8, 12, 16, 24, 32, 64, 128] {
+    for m in [1, 2, 3, 4, 8, 12, 16, 24, 32, 64, 128] {
         let q = rng.normals(m * D, 1.0);
         let lim = vec![TOKENS as i64 - 1; m];
         let (mut o, mut lse) = (vec![0f32; m * D], vec![0f32; m]);

@@ -2,8 +2,8 @@
 //! references (`cpu::decode_tile`, `cpu::paged_decode`, `cpu::tree_decode`) and against the f64
 //! reference attention, on fresh random inputs with NaN-poisoned outputs:
 //!
-//! * the tile alone: query-vector counts around the 8-lane panels (1, 3, 4, 8, 13, 16, 64, 70),
-//!   head sizes 64, 128 and an odd 20, HND and NHD caches with shuffled pages, ranges with a
+//! * the tile alone, on every kernel set this CPU runs: query-vector counts around the 8-lane
+//!   panels (1, 2, 3, 4, 8, 13, 16, 64, 70, …), head sizes 64, 128, 40 and an odd 20, HND and NHD caches with shuffled pages, ranges with a
 //!   partial last page and longer than a block (128 tokens), per-vector limits before the range
 //!   (an empty state), inside it (masked tails, in different blocks) and past it;
 //! * `paged_decode` and `tree_decode` through their job loops, every output and partial state.
@@ -108,7 +108,7 @@ fn tile_matches_reference_twin_and_f64() {
     // Every kernel set this CPU runs, not only the one `attend` would pick for each `m`: the
     // widths and register-tile remainders (panels 4/2/1, tokens and columns 6/2/1) and the
     // split into groups of at most 64 vectors (m = 129, 200).
-    let sets = [Kernels::Reference, Kernels::Avx2, Kernels::Avx512];
+    let sets = [Kernels::Reference, Kernels::Rows, Kernels::Avx2, Kernels::Avx512];
     let mut ran = 0;
     for k in sets {
         if !k.available() {
@@ -116,8 +116,10 @@ fn tile_matches_reference_twin_and_f64() {
             continue;
         }
         ran += 1;
-        for &m in &[1, 3, 4, 8, 9, 13, 16, 40, 64, 70, 129, 200] {
-            for &(d, nhd) in &[(128, false), (64, true), (20, false)] {
+        for &m in &[1, 2, 3, 4, 8, 9, 13, 16, 40, 64, 70, 129, 200] {
+            // 128: the row tile's 32-column stripes; 40: a stripe and an 8-column tail;
+            // 20: not a multiple of 8 (the row tile falls back to the reference).
+            for &(d, nhd) in &[(128, false), (64, true), (40, false), (20, false)] {
                 let len = 1 + rng.below(300);
                 let start = rng.below(3);
                 tile_case(&mut rng, k, m, d, nhd, start, len);
@@ -129,7 +131,7 @@ fn tile_matches_reference_twin_and_f64() {
     }
     assert!(ran >= 1, "no kernel set ran");
     // What `attend` (the `InPlace` tile) picks, end to end.
-    for m in [4, 12, 64] {
+    for m in [2, 4, 12, 64] {
         let k = Kernels::for_vectors(m);
         assert!(k.available(), "{k:?} picked for m = {m} but not available");
         tile_case_in_place(&mut rng, m);

@@ -23,7 +23,8 @@
 //!
 //! On a CPU with AVX-512F, a tile of more than 8 query vectors runs the same steps on panels of
 //! 16 (`tiles.rs`: 4 panels × 6 tokens of accumulators, 64 vectors per K/V
-//! load); [`Kernels::for_vectors`] picks the width.
+//! load); with 1–3 query vectors (one leaf's GQA group) the row tile (`rows.rs`) runs instead,
+//! lanes along `head_dim` so that none is padding; [`Kernels::for_vectors`] picks.
 
 #[cfg(target_arch = "x86_64")]
 use super::tiles;
@@ -41,13 +42,13 @@ pub struct InPlace;
 /// Reusable buffers of [`InPlace`].
 #[derive(Default, Debug)]
 pub struct Scratch {
-    qt: Vec<f32>,
-    off: Vec<usize>,
-    s: Vec<f32>,
+    pub(super) qt: Vec<f32>,
+    pub(super) off: Vec<usize>,
+    pub(super) s: Vec<f32>,
     ot: Vec<f32>,
     mx: Vec<f32>,
-    m: Vec<f32>,
-    l: Vec<f32>,
+    pub(super) m: Vec<f32>,
+    pub(super) l: Vec<f32>,
     alpha: Vec<f32>,
     reference: decode_tile::Scratch,
 }
@@ -85,6 +86,9 @@ pub fn available() -> bool {
 pub enum Kernels {
     /// The reference tile (gather copy + GEMM): any CPU.
     Reference,
+    /// The in-place row tile (`cpu/fast/rows.rs`: lanes along `head_dim`, for 1–3 query
+    /// vectors): AVX2 + FMA. Runs the reference where `head_dim` is not a multiple of 8.
+    Rows,
     /// The in-place 8-lane tiles: AVX2 + FMA.
     Avx2,
     /// The in-place 16-lane tiles (`cpu/fast/tiles.rs`): AVX-512F.
@@ -96,7 +100,7 @@ impl Kernels {
     pub fn available(self) -> bool {
         match self {
             Kernels::Reference => true,
-            Kernels::Avx2 => available(),
+            Kernels::Rows | Kernels::Avx2 => available(),
             #[cfg(target_arch = "x86_64")]
             Kernels::Avx512 => super::tiles::avx512_available(),
             #[cfg(not(target_arch = "x86_64"))]
@@ -107,12 +111,13 @@ impl Kernels {
     /// The kernels [`attend`] runs for `m` query vectors on this CPU: the 16-lane tiles for more
     /// than one 8-lane panel (from 9 vectors on both widths pad to 16 lanes, and the 16-lane
     /// tiles do more work per load), the 8-lane tiles from half an 8-lane panel on, else the
-    /// reference.
+    /// row tile (the reference without AVX2).
     ///
-    /// Fewer than half a panel of query vectors (a single leaf's GQA group of 1–3): the padded
-    /// lanes cost more than the reference's gather copy saves. Measured on the engine's per-leaf
-    /// (naive) decode of 64 leaves over a 480-token prompt, group 2: 123–141 ms per segment with
-    /// every job in place, 80–81 ms with this rule (80–86 ms before the in-place tile existed).
+    /// Fewer than half a panel of query vectors (a single leaf's GQA group of 1–3): padded lanes
+    /// cost more than the reference's gather copy saves (the engine's per-leaf decode of 64
+    /// leaves over a 480-token prompt, group 2: 123–141 ms per segment on the panels, 80–81 ms
+    /// on the reference), and the row tile beats both (46–47 ms on another host where the
+    /// reference ran 54–55; `docs/engine.md`).
     /// The width thresholds are measured per `m` by the `TILE_WIDTHS` table of
     /// `cargo bench -p treepo-benches --bench tree_decode` (see `docs/tree-attn.md`, "CPU
     /// tiles"): at m = 4 and 8 the 8-lane tiles are fastest, from 12 on the 16-lane ones.
@@ -121,6 +126,8 @@ impl Kernels {
             Kernels::Avx512
         } else if 2 * m >= 8 && Kernels::Avx2.available() {
             Kernels::Avx2
+        } else if Kernels::Rows.available() {
+            Kernels::Rows
         } else {
             Kernels::Reference
         }
@@ -165,6 +172,14 @@ pub fn attend_on(
     let panels = match kernels {
         Kernels::Reference => {
             return decode_tile::attend(kv, chunk, q, lim, scale, o, lse, &mut sc.reference);
+        }
+        Kernels::Rows if !kv.head_dim.is_multiple_of(8) => {
+            return decode_tile::attend(kv, chunk, q, lim, scale, o, lse, &mut sc.reference);
+        }
+        Kernels::Rows => {
+            // SAFETY: the CPU supports AVX2 and FMA (`Rows` is available, asserted above) and
+            // `head_dim` is a multiple of 8 (the arm above takes the others).
+            return unsafe { super::rows::attend_rows(kv, chunk, q, lim, scale, o, lse, sc) };
         }
         Kernels::Avx2 => Panels::AVX2,
         Kernels::Avx512 => Panels::AVX512,
@@ -274,20 +289,10 @@ unsafe fn attend_panels(
     sc.alpha.resize(mp, 1.0);
     let max_lim = lim.iter().copied().max().unwrap_or(-1);
     let hi = (chunk.kv_end as i64).min(max_lim + 1).max(chunk.kv_start as i64) as usize;
-    let len = kv.data.len();
     let mut t0 = chunk.kv_start;
     while t0 < hi {
         let bl = BLOCK.min(hi - t0);
-        sc.off.clear();
-        for t in t0..t0 + bl {
-            let rel = t - chunk.kv_start;
-            let page = chunk.pages[rel / kv.page_size] as usize;
-            let k = kv.base + page * kv.stride_page + (rel % kv.page_size) * kv.stride_token;
-            // The kernels read `[k, k + d)` (K) and `[k + stride_kv, k + stride_kv + d)` (V)
-            // without bounds checks: both must lie in the cache slice.
-            assert!(k + d <= len && k + kv.stride_kv + d <= len, "K/V row out of the cache");
-            sc.off.push(k);
-        }
+        row_offsets(kv, chunk, t0, bl, &mut sc.off);
         sc.s.clear();
         sc.s.resize(bl * mp, 0.0);
         // SAFETY: every offset in `off` has its K row in `kv.data` (asserted above); `qt` holds
@@ -321,6 +326,30 @@ unsafe fn attend_panels(
             orow.fill(0.0);
             lse[i] = f32::NEG_INFINITY;
         }
+    }
+}
+
+/// `off[t]` = the element offset in `kv.data` of the K row of position `t0 + t`, for `t` in
+/// `0..bl` (the V row is at `+ stride_kv`).
+///
+/// # Panics
+/// If a K or V row does not lie inside `kv.data`: the in-place kernels read `[k, k + d)` and
+/// `[k + stride_kv, k + stride_kv + d)` without bounds checks.
+pub(crate) fn row_offsets(
+    kv: &KvHead<'_>,
+    chunk: &Chunk<'_>,
+    t0: usize,
+    bl: usize,
+    off: &mut Vec<usize>,
+) {
+    let (d, len) = (kv.head_dim, kv.data.len());
+    off.clear();
+    for t in t0..t0 + bl {
+        let rel = t - chunk.kv_start;
+        let page = chunk.pages[rel / kv.page_size] as usize;
+        let k = kv.base + page * kv.stride_page + (rel % kv.page_size) * kv.stride_token;
+        assert!(k + d <= len && k + kv.stride_kv + d <= len, "K/V row out of the cache");
+        off.push(k);
     }
 }
 

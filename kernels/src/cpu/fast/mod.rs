@@ -5,7 +5,7 @@
 //!
 //! | fast | reference | difference |
 //! |---|---|---|
-//! | [`decode_tile`] | [`cpu::decode_tile`](super::decode_tile) | K/V read in place from their pages (no gather copy); register-tiled AVX2 + FMA micro-kernels, AVX-512F ones for more than 8 query vectors (both widths: `tiles.rs`) |
+//! | [`decode_tile`] | [`cpu::decode_tile`](super::decode_tile) | K/V read in place from their pages (no gather copy); register-tiled AVX2 + FMA micro-kernels, AVX-512F ones for more than 8 query vectors (both widths: `tiles.rs`), a row tile with lanes along `head_dim` for 1–3 (`rows.rs`) |
 //! | [`paged_decode`] | [`cpu::paged_decode`](super::paged_decode) | the same jobs on the in-place tile |
 //! | [`tree_decode`] | [`cpu::tree_decode`](super::tree_decode) | the same jobs on the in-place tile |
 //! | [`packed_attention`] | [`cpu::packed_attention_fwd`](super::packed_attention_fwd), [`cpu::packed_attention_bwd`](super::packed_attention_bwd) | the same passes and tiles; block products on the decode tile's register-tiled kernels, GQA heads of a KV head batched as query vectors |
@@ -16,6 +16,8 @@
 pub mod decode_tile;
 pub mod packed_attention;
 pub mod paged_decode;
+#[cfg(target_arch = "x86_64")]
+mod rows;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod tiles;
 pub mod tree_decode;
