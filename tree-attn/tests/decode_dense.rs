@@ -90,10 +90,11 @@ fn check<T: FloatElement>(
         assert_close(&format!("{tag} naive lse"), &dev.download(&lse).unwrap(), &want_l, tl);
         // One set of device tables and one workspace serve every kind (`upload_into`, `ensure`).
         let mut tables: Option<(DecodePlanBuffers, DecodeWorkspace)> = None;
-        for kind in KINDS {
-            let p =
-                plan::plan(&tree.view(), &tree.leaves, &PlanOptions::new(kind, (hq / hkv) as u32))
-                    .unwrap();
+        // Every kind, and the tree plan with nodes under two pages folded.
+        let folded = (PlanKind::Tree, 2 * tree.page_size);
+        for (kind, min_shared) in KINDS.iter().map(|&k| (k, 0)).chain([folded]) {
+            let opts = PlanOptions::new(kind, (hq / hkv) as u32).with_min_shared(min_shared);
+            let p = plan::plan(&tree.view(), &tree.leaves, &opts).unwrap();
             let (bufs, ws) = match tables.as_mut() {
                 Some((bufs, ws)) => {
                     p.upload_into(dev, bufs, tree.num_pages).unwrap();
@@ -112,19 +113,20 @@ fn check<T: FloatElement>(
             decode(dev, bufs, ws, &qb, &kvb, &layout, &params, &mut out, Some(lse.view_mut()))
                 .unwrap();
             let got = to_f32(dev.download(&out).unwrap());
-            let e = assert_close(&format!("{tag} {kind:?} out"), &got, &want_o, to);
-            assert_close(&format!("{tag} {kind:?} lse"), &dev.download(&lse).unwrap(), &want_l, tl);
+            let kind = format!("{kind:?} min_shared={min_shared}");
+            let e = assert_close(&format!("{tag} {kind} out"), &got, &want_o, to);
+            assert_close(&format!("{tag} {kind} lse"), &dev.download(&lse).unwrap(), &want_l, tl);
             // tree == naive, directly.
             let naive64: Vec<f64> = naive_out.iter().map(|&x| x as f64).collect();
             assert_close(
-                &format!("{tag} {kind:?} vs naive"),
+                &format!("{tag} {kind} vs naive"),
                 &got,
                 &naive64,
                 Tol { atol: 2.0 * to.atol, rtol: 2.0 * to.rtol },
             );
             if layer == 0 {
                 eprintln!(
-                    "{tag} {kind:?}: {} items, {} partials, max err {e:e}",
+                    "{tag} {kind}: {} items, {} partials, max err {e:e}",
                     p.work().len(),
                     p.num_partials()
                 );

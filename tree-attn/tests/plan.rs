@@ -46,7 +46,7 @@ fn w(p: (i32, i32), kv: (i32, i32), rows: (i32, i32), slot: i32, node: i32) -> W
 fn small_plan(kind: PlanKind, group: u32, query_tile: u32) -> Plan {
     let (nodes, ids, leaves) = small();
     let view = TreeKvView { page_size: 4, nodes: &nodes, page_ids: &ids };
-    plan(&view, &leaves, &PlanOptions { kind, group, query_tile }).unwrap()
+    plan(&view, &leaves, &PlanOptions { kind, group, query_tile, min_shared: 0 }).unwrap()
 }
 
 #[test]
@@ -138,6 +138,44 @@ fn row_ranges_are_tiled_to_the_query_tile() {
         ]
     );
     assert_eq!(p.partial_indptr(), &[0, 3, 6, 9, 11]);
+}
+
+#[test]
+fn folding_short_nodes_is_pinned() {
+    let (nodes, ids, leaves) = small();
+    let view = TreeKvView { page_size: 4, nodes: &nodes, page_ids: &ids };
+    let opts = |min| PlanOptions::new(PlanKind::Tree, 1).with_min_shared(min);
+    // min 5: node 1 (4 tokens, no leaf of its own) is read with each child's chunk.
+    let p = plan(&view, &leaves, &opts(5)).unwrap();
+    assert_eq!(p.page_indices(), &[10, 11, 12, 13, 12, 14, 15]);
+    assert_eq!(
+        p.work(),
+        &[
+            w((0, 2), (0, 8), (0, 4), 0, 0),
+            w((2, 4), (8, 14), (0, 2), 1, 2),
+            w((4, 6), (8, 13), (2, 3), 1, 3),
+            w((6, 7), (8, 10), (3, 4), 1, 4),
+        ]
+    );
+    assert_eq!(p.partial_indptr(), &[0, 2, 4, 6, 8]);
+    // min 9: the root (8 tokens) folds; root + node 1 (12 tokens) is shared; node 4's chunk
+    // starts at the root.
+    let p = plan(&view, &leaves, &opts(9)).unwrap();
+    assert_eq!(p.page_indices(), &[10, 11, 12, 13, 14, 10, 11, 15]);
+    assert_eq!(
+        p.work(),
+        &[
+            w((0, 3), (0, 12), (0, 3), 0, 1),
+            w((3, 4), (12, 14), (0, 2), 1, 2),
+            w((4, 5), (12, 13), (2, 3), 1, 3),
+            w((5, 8), (0, 10), (3, 4), 0, 4),
+        ]
+    );
+    assert_eq!(p.partial_indptr(), &[0, 2, 4, 6, 7]);
+    // Folding everything is the naive plan's reads.
+    let all = plan(&view, &leaves, &opts(u32::MAX)).unwrap();
+    let naive = plan(&view, &leaves, &PlanOptions::new(PlanKind::Naive, 1)).unwrap();
+    assert_eq!(all.tokens_read(), naive.tokens_read());
 }
 
 /// Every structural invariant the kernels and the merge rely on.
@@ -235,8 +273,14 @@ fn random_trees_keep_every_invariant() {
             PlanKind::TreeFill { units: 5 },
             PlanKind::Auto { units: 1 + (i % 5) as u32 * 4 },
         ] {
-            let opts =
-                PlanOptions { kind, group: 1 + (i % 3) as u32 * 3, query_tile: [64, 8, 1][i % 3] };
+            // Folding: none, nodes under two pages, every node (a root-to-leaf path per leaf).
+            let min_shared = [0, 2 * ps, u32::MAX][(i / 3) % 3];
+            let opts = PlanOptions {
+                kind,
+                group: 1 + (i % 3) as u32 * 3,
+                query_tile: [64, 8, 1][i % 3],
+                min_shared,
+            };
             let p = plan(&tree.view(), &tree.leaves, &opts).unwrap();
             check_structure(&tree, &p, kind);
             // Reusing a plan that held another tree gives the same arrays.
@@ -249,7 +293,7 @@ fn random_trees_keep_every_invariant() {
                 (p.q_pos(), p.row_to_q(), p.leaf_order()),
                 (reused.q_pos(), reused.row_to_q(), reused.leaf_order())
             );
-            if kind == PlanKind::Tree && opts.query_tile >= 64 * opts.group {
+            if kind == PlanKind::Tree && opts.query_tile >= 64 * opts.group && min_shared == 0 {
                 // Rows fit one tile: the tree plan reads every distinct token exactly once.
                 let untiled = tree.rows() as u32 * opts.group <= 64;
                 if untiled {
@@ -265,7 +309,8 @@ fn tree_plan_reads_distinct_tokens_once() {
     let mut rng = Rng::fresh("plan io floor");
     for _ in 0..20 {
         let tree = random_tree(&mut rng, 16, 3);
-        let opts = PlanOptions { kind: PlanKind::Tree, group: 1, query_tile: u32::MAX };
+        let opts =
+            PlanOptions { kind: PlanKind::Tree, group: 1, query_tile: u32::MAX, min_shared: 0 };
         let p = plan(&tree.view(), &tree.leaves, &opts).unwrap();
         assert_eq!(p.tokens_read(), p.distinct_tokens());
         let naive =
@@ -422,8 +467,7 @@ fn invalid_trees_are_rejected() {
     assert!(matches!(e, PlanError::Cycle { .. }), "{e}");
     // Options.
     let view = TreeKvView { page_size: 4, nodes: &nodes, page_ids: &ids };
-    let e = plan(&view, &leaves, &PlanOptions { kind: PlanKind::Tree, group: 0, query_tile: 64 })
-        .unwrap_err();
+    let e = plan(&view, &leaves, &PlanOptions::new(PlanKind::Tree, 0)).unwrap_err();
     assert!(e.to_string().contains("group = 0"), "{e}");
     let e = plan(&view, &leaves, &PlanOptions::new(PlanKind::TreeSplit { max_chunk: 0 }, 1))
         .unwrap_err();

@@ -14,6 +14,12 @@ pub struct EngineConfig {
     /// How tree decode attention cuts its work (default [`PlanKind::Tree`]: each node's KV is
     /// read once for all leaves below it; [`PlanKind::Naive`] reads every leaf's whole path).
     pub plan: PlanKind,
+    /// The tree plans share a node's KV only if the node (with the short nodes folded into it
+    /// from above) holds at least this many tokens; shorter ones are read with each child
+    /// ([`tree_attn::PlanOptions::min_shared`]). Default 64: on the CPU a shared 16-token
+    /// segment costs a work item and a partial state per leaf for little saved reading;
+    /// `docs/engine.md` has the measurement. 0 shares every node.
+    pub plan_min_shared: u32,
     /// Most token rows in one forward pass. Larger prefills are chunked, larger decode batches
     /// are split into groups decoded one after the other (per-position uniforms make the result
     /// independent of the split). Activation buffers grow up to this many rows (default 256).
@@ -35,6 +41,7 @@ impl Default for EngineConfig {
             num_pages: 1024,
             page_size: 16,
             plan: PlanKind::Tree,
+            plan_min_shared: 64,
             max_batch_rows: 256,
             max_context: None,
             attn_head_dim: None,

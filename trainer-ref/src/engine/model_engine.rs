@@ -91,7 +91,9 @@ impl<'m> ModelEngine<'m> {
             w,
             kv: kv_buf,
             layout,
-            step: StepPlan::new(PlanOptions::new(config.plan, group)),
+            step: StepPlan::new(
+                PlanOptions::new(config.plan, group).with_min_shared(config.plan_min_shared),
+            ),
             ws,
             max_rows: config.max_batch_rows,
             max_context,

@@ -184,18 +184,34 @@ pub(crate) fn emit(
         | PlanKind::TreeSplit { .. }
         | PlanKind::TreeFill { .. }
         | PlanKind::Auto { .. } => {
-            s.seg.clear();
-            s.seg.extend(s.roots.iter().rev().map(|&r| (r, 0)));
-            while let Some((top, base)) = s.seg.pop() {
+            // Stack entries: (compressed node's top, slots so far, top of the folded chain
+            // above it). A compressed node shorter than `min_shared` tokens (counting the folded
+            // chain above it) with no leaf of its own is folded: it emits nothing and each child
+            // chunk starts at its top instead, so its pages are read once per child.
+            s.seg_fold.clear();
+            s.seg_fold.extend(s.roots.iter().rev().map(|&r| (r, 0, None)));
+            while let Some((top, base, folded)) = s.seg_fold.pop() {
                 let bottom = compressed(s, top) as usize;
+                let own = s.leaf_start[bottom + 1] - s.leaf_start[bottom];
+                let kids = s.child_start[bottom]..s.child_start[bottom + 1];
+                let first = folded.unwrap_or(top);
+                let tokens = view.nodes[bottom].kv_end - view.nodes[first as usize].kv_start;
+                if own == 0 && !kids.is_empty() && tokens < opts.min_shared {
+                    for ci in kids.rev() {
+                        s.seg_fold.push((s.children[ci as usize], base, Some(first)));
+                    }
+                    continue;
+                }
+                if folded.is_some() {
+                    path_up(view, s, bottom as u32, view.nodes[first as usize].parent);
+                }
                 let rows = (s.leaf_row[s.lb[bottom] as usize], s.leaf_row[s.le[bottom] as usize]);
                 let next = base + chunk(view, &s.chain, rows, base, &mut out);
-                let own = s.leaf_start[bottom + 1] - s.leaf_start[bottom];
                 for k in 0..own {
                     s.leaf_states[(s.lb[bottom] + k) as usize] = next;
                 }
-                for ci in (s.child_start[bottom]..s.child_start[bottom + 1]).rev() {
-                    s.seg.push((s.children[ci as usize], next));
+                for ci in kids.rev() {
+                    s.seg_fold.push((s.children[ci as usize], next, None));
                 }
             }
         }

@@ -33,6 +33,9 @@
 //! * `Auto { units }`: `Tree`, split only when its heaviest work item is more than a `units`-th
 //!   of the step's work ([`auto_split`]) — chosen from the shape; the benchmarks' default.
 //!
+//! With [`PlanOptions::min_shared`] the `Tree` kinds fold compressed nodes shorter than that
+//! many tokens into their children's chunks (read once per child instead of once).
+//!
 //! Row ranges are tiled so `rows × group` stays within [`PlanOptions::query_tile`] query
 //! vectors (64: the tensor-core tile of the CUDA kernel, 4 warps × 16 rows); a long row range
 //! becomes several items over the same chunk.
@@ -133,12 +136,31 @@ pub struct PlanOptions {
     pub group: u32,
     /// Most query vectors (rows × group) per work item; default 64.
     pub query_tile: u32,
+    /// The `Tree` kinds share a compressed node only if it holds at least this many tokens
+    /// (with the folded nodes above it); a shorter one without a leaf of its own is *folded*:
+    /// its pages are read by each child's chunk instead of by a shared item. Default 0: every
+    /// node is shared (each distinct token is read once per row tile). See
+    /// [`PlanOptions::with_min_shared`].
+    pub min_shared: u32,
 }
 
 impl PlanOptions {
-    /// `kind` for GQA group `group`, 64 query vectors per item.
+    /// `kind` for GQA group `group`, 64 query vectors per item, every node shared.
     pub fn new(kind: PlanKind, group: u32) -> PlanOptions {
-        PlanOptions { kind, group, query_tile: 64 }
+        PlanOptions { kind, group, query_tile: 64, min_shared: 0 }
+    }
+
+    /// These options with [`min_shared`](PlanOptions::min_shared) = `tokens`.
+    ///
+    /// Why fold: a shared item costs a work item and, for every row below it, one more partial
+    /// state to merge; re-reading a short chunk from cache with each child costs less. A tree of
+    /// 16-token segments with the default has one item per segment node and up to one partial
+    /// state per segment per row; folding nodes shorter than 64 tokens leaves the long shared
+    /// prompt shared and reads each leaf's short segments with its own path (measured on the
+    /// CPU engine: `docs/engine.md`).
+    #[must_use]
+    pub fn with_min_shared(self, tokens: u32) -> PlanOptions {
+        PlanOptions { min_shared: tokens, ..self }
     }
 }
 
