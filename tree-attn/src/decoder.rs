@@ -60,6 +60,8 @@ struct Planned {
 #[derive(Debug, Default)]
 pub struct TreeDecoder {
     plan: Plan,
+    /// [`PlanOptions::min_shared`] of the next plans.
+    min_shared: u32,
     /// Device tables and workspace, with the backend that holds them.
     tables: Option<(DecodePlanBuffers, DecodeWorkspace, BackendKind)>,
     planned: Option<Planned>,
@@ -69,6 +71,12 @@ impl TreeDecoder {
     /// A decoder with nothing planned.
     pub fn new() -> TreeDecoder {
         TreeDecoder::default()
+    }
+
+    /// Sets [`PlanOptions::min_shared`] for the following [`plan`](TreeDecoder::plan) calls
+    /// (default 0: every shared node is its own work item). The current plan is unchanged.
+    pub fn set_min_shared(&mut self, tokens: u32) {
+        self.min_shared = tokens;
     }
 
     /// Plans one step on `dev` for a cache of `num_pages` pages, `num_qo_heads` query heads
@@ -99,7 +107,8 @@ impl TreeDecoder {
         }
         let group = u32::try_from(num_qo_heads / num_kv_heads)
             .map_err(|_| DecodeError::Invalid(format!("GQA group of {num_qo_heads} heads")))?;
-        plan_into(view, leaves, &PlanOptions::new(kind, group), &mut self.plan)?;
+        let opts = PlanOptions::new(kind, group).with_min_shared(self.min_shared);
+        plan_into(view, leaves, &opts, &mut self.plan)?;
         match &mut self.tables {
             Some((bufs, ws, backend)) if *backend == dev.kind() => {
                 self.plan.upload_into(dev, bufs, num_pages)?;

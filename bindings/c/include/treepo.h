@@ -135,6 +135,16 @@ enum TreepoStatus treepo_decoder_new(struct TreepoDecoder **out);
 // must have finished (its tables and workspace are freed).
 void treepo_decoder_free(struct TreepoDecoder *dec);
 
+// Sets the tree plans' `min_shared` for the decoder's following plans: a shared node shorter
+// than `tokens` tokens is read with each child's chunk instead of as a work item of its own
+// (default 0: every node shared; see `docs/tree-attn.md`, "Folding short nodes"). The current
+// plan is unchanged.
+//
+// # Safety
+// `dec`: null or a live decoder handle.
+enum TreepoStatus treepo_decoder_set_min_shared(struct TreepoDecoder *dec,
+                                                uint32_t tokens);
+
 // Plans one decode step on `dev` from FlashInfer-style paged-KV block tables:
 // `indptr[batch_size + 1]`, `indices[num_indices]` (page ids below `num_pages`;
 // `num_indices >= indptr[batch_size]`, extra entries unused), `last_page_len[batch_size]`

@@ -58,6 +58,26 @@ pub unsafe extern "C" fn treepo_decoder_free(dec: *mut TreepoDecoder) {
     let _ = guard(|| unsafe { handle::free(dec) });
 }
 
+/// Sets the tree plans' `min_shared` for the decoder's following plans: a shared node shorter
+/// than `tokens` tokens is read with each child's chunk instead of as a work item of its own
+/// (default 0: every node shared; see `docs/tree-attn.md`, "Folding short nodes"). The current
+/// plan is unchanged.
+///
+/// # Safety
+/// `dec`: null or a live decoder handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn treepo_decoder_set_min_shared(
+    dec: *mut TreepoDecoder,
+    tokens: u32,
+) -> TreepoStatus {
+    guard(|| {
+        // SAFETY: null is rejected; otherwise a live, unaliased handle (caller's contract).
+        let dec = unsafe { handle::get_mut("dec", dec)? };
+        dec.inner.set_min_shared(tokens);
+        Ok(())
+    })
+}
+
 /// Plans one decode step on `dev` from FlashInfer-style paged-KV block tables:
 /// `indptr[batch_size + 1]`, `indices[num_indices]` (page ids below `num_pages`;
 /// `num_indices >= indptr[batch_size]`, extra entries unused), `last_page_len[batch_size]`

@@ -25,7 +25,7 @@ mod merge;
 
 pub use decoder::{
     TreepoDecoder, treepo_decoder_free, treepo_decoder_new, treepo_decoder_num_rows,
-    treepo_decoder_plan, treepo_decoder_run,
+    treepo_decoder_plan, treepo_decoder_run, treepo_decoder_set_min_shared,
 };
 pub use device::{
     TreepoDevice, treepo_device_cpu, treepo_device_cuda, treepo_device_free,

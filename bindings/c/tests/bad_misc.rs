@@ -10,6 +10,14 @@ use treepo::*;
 
 use crate::common::*;
 
+// ---- decoder options ----
+
+#[test]
+fn set_min_shared_null_decoder() {
+    // SAFETY: the null handle is rejected.
+    expect_err(unsafe { treepo_decoder_set_min_shared(null_mut(), 64) }, NullPointer, "`dec`");
+}
+
 // ---- devices ----
 
 #[test]

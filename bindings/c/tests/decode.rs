@@ -13,16 +13,21 @@ fn max_err(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
-/// Plans `f` with `kind`, runs layer `layer` of `layout` and checks out and lse.
+/// Plans `f` with `kind` (and `min_shared`), runs layer `layer` of `layout` and checks out and
+/// lse.
+#[allow(clippy::too_many_arguments)]
 fn check(
     f: &Forest,
     kind: TreepoPlanKind,
     arg: u32,
+    min_shared: u32,
     layout: &TreepoKvLayout,
     kv_len: usize,
     layer: usize,
 ) {
     let (dev, dec) = (cpu(), decoder());
+    // SAFETY: live handle.
+    ok(unsafe { treepo_decoder_set_min_shared(dec, min_shared) });
     ok(f.plan(dec, dev, kind as i32, arg));
     let mut rows = 0;
     // SAFETY: live handle, writable out.
@@ -59,7 +64,11 @@ fn every_kind_and_layout_matches_reference() {
         let layout = f.layout(layout_kind, 1);
         let kv_len = layout.num_pages * layout.stride_page;
         for (kind, arg) in KINDS {
-            check(&f, kind, arg, &layout, kv_len, 0);
+            check(&f, kind, arg, 0, &layout, kv_len, 0);
+        }
+        // Short shared nodes folded (two pages), every node folded.
+        for min_shared in [2 * f.page_size as u32, u32::MAX] {
+            check(&f, TreepoPlanKind::Tree, 0, min_shared, &layout, kv_len, 0);
         }
     }
 }
@@ -90,7 +99,7 @@ fn segment_append_on_second_layer_with_padded_strides() {
     // SAFETY: valid pointers.
     ok(unsafe { treepo_kv_layout_required_len(&layout, &mut kv_len) });
     for (kind, arg) in KINDS {
-        check(&f, kind, arg, &layout, kv_len, 1);
+        check(&f, kind, arg, 0, &layout, kv_len, 1);
     }
 }
 

@@ -106,17 +106,19 @@ impl TreeDecode {
         py: Python<'_>,
         view: &TreeKvView<'_>,
         leaves: &[LeafQuery],
-        kind: PlanKind,
+        kind: (PlanKind, u32),
         h: &Heads,
         num_pages: usize,
         loc: Loc,
         stream: usize,
     ) -> Result<usize> {
+        let (kind, min_shared) = kind;
         let dev = device_for(loc, stream)?;
         py.detach(|| {
             guarded(|| {
                 let mut st = self.lock()?;
                 st.info = None;
+                st.dec.set_min_shared(min_shared);
                 st.dec.plan(
                     &dev,
                     view,
@@ -161,9 +163,10 @@ impl TreeDecode {
     }
 
     /// Plans from FlashInfer's paged-KV CSR arrays; returns the query rows the plan expects.
+    /// `min_shared`: the tree plans' `PlanOptions::min_shared` (0 shares every node).
     #[pyo3(signature = (indptr, indices, last_page_len, num_qo_heads, num_kv_heads, head_dim,
         page_size, q_rows=None, kind="tree", max_chunk=None, units=None, num_pages=None,
-        device_ordinal=None, stream=0))]
+        device_ordinal=None, stream=0, min_shared=0))]
     #[allow(clippy::too_many_arguments)]
     fn plan(
         &self,
@@ -182,8 +185,9 @@ impl TreeDecode {
         num_pages: Option<usize>,
         device_ordinal: Option<usize>,
         stream: usize,
+        min_shared: u32,
     ) -> Result<usize> {
-        let kind = plan_kind(kind, max_chunk, units)?;
+        let kind = (plan_kind(kind, max_chunk, units)?, min_shared);
         let indptr = host_i32(indptr, "indptr")?;
         let indices = host_i32(indices, "indices")?;
         let last = host_i32(last_page_len, "last_page_len")?;
@@ -200,7 +204,7 @@ impl TreeDecode {
 
     /// Plans for the paths ending at `leaves` of `cache`; returns the query rows.
     #[pyo3(signature = (cache, leaves, num_qo_heads, num_kv_heads, head_dim, q_rows=None,
-        kind="tree", max_chunk=None, units=None, device_ordinal=None, stream=0))]
+        kind="tree", max_chunk=None, units=None, device_ordinal=None, stream=0, min_shared=0))]
     #[allow(clippy::too_many_arguments)]
     fn plan_from_cache(
         &self,
@@ -216,8 +220,9 @@ impl TreeDecode {
         units: Option<u32>,
         device_ordinal: Option<usize>,
         stream: usize,
+        min_shared: u32,
     ) -> Result<usize> {
-        let kind = plan_kind(kind, max_chunk, units)?;
+        let kind = (plan_kind(kind, max_chunk, units)?, min_shared);
         let q_rows = q_rows_of(q_rows)?;
         let cv = cache.view(&leaves, q_rows.as_deref())?;
         let nodes: &[NodeKv] = &cv.nodes;

@@ -83,6 +83,27 @@ def test_run_matches_sdpa_over_gathered_pages(seed, layout, page_size, hq, hkv, 
     assert_close(lse, rl, 2e-5, 1e-5, f"lse ({what})")
 
 
+def test_min_shared_folds_short_nodes_and_keeps_the_result():
+    """``min_shared`` changes how the work is cut (none, short nodes, every node folded), not the
+    attention: every setting matches the reference."""
+    rng = np.random.default_rng(11)
+    page_size, hq, hkv, d, num_pages = 4, 8, 2, 64, 96
+    indptr, indices, last = random_block_tables(rng, 8, page_size, num_pages, 3, 4)
+    kv = make_cache(num_pages, page_size, hkv, d, "HND")
+    q = torch.randn(8, hq, d)
+    ro, rl = reference(q, kv, indptr, indices, last, page_size, "HND")
+    for min_shared in [0, 2 * page_size, 1 << 30]:
+        dec = treepo.TreeDecode()
+        rows = dec.plan(
+            indptr, indices, last, hq, hkv, d, page_size, num_pages=num_pages,
+            min_shared=min_shared,
+        )
+        assert rows == 8
+        o, lse = dec.run(q, kv, kv_layout="HND")
+        assert_close(o, ro, 2e-5, 1e-4, f"o (min_shared {min_shared})")
+        assert_close(lse, rl, 2e-5, 1e-5, f"lse (min_shared {min_shared})")
+
+
 def test_segment_append_rows_are_causal():
     rng = np.random.default_rng(7)
     page_size, hq, hkv, d = 8, 4, 2, 64

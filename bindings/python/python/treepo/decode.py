@@ -57,6 +57,7 @@ class TreeDecode:
         max_chunk=None,
         units=None,
         stream=None,
+        min_shared=0,
     ):
         """Plans one step from raw CSR block tables.
 
@@ -67,7 +68,10 @@ class TreeDecode:
         ``"tree_split"`` (``max_chunk`` tokens per piece), ``"tree_fill"`` (``units``
         parallel workers per KV head). ``num_pages``: pages of the cache the plan may address
         (default ``max(indices) + 1``; the cache passed to ``run`` may hold more). ``stream``
-        (CUDA): the stream the tables are uploaded on (see :meth:`run`).
+        (CUDA): the stream the tables are uploaded on (see :meth:`run`). ``min_shared``
+        (tree kinds): a shared node shorter than this many tokens is read with each child's
+        chunk instead of as a work item of its own (default 0: every node shared; the Rust
+        engine uses 64 on the CPU).
 
         Returns the number of query rows ``run`` expects.
         """
@@ -86,11 +90,12 @@ class TreeDecode:
             num_pages=num_pages,
             device_ordinal=self._ordinal,
             stream=device_stream(self._ordinal, stream),
+            min_shared=min_shared,
         )
 
     def plan_from_cache(
         self, cache, leaves, num_qo_heads, num_kv_heads, head_dim, *, q_rows=None, kind="tree",
-        max_chunk=None, units=None, stream=None,
+        max_chunk=None, units=None, stream=None, min_shared=0,
     ):
         """Plans one step for the paths ending at ``leaves`` (node ids) of ``cache`` (a
         :class:`treepo.TreeKvCache`); query rows are the leaves' rows in the order given."""
@@ -106,6 +111,7 @@ class TreeDecode:
             units=units,
             device_ordinal=self._ordinal,
             stream=device_stream(self._ordinal, stream),
+            min_shared=min_shared,
         )
 
     @property
