@@ -17,7 +17,8 @@
 //!    stop token, the **ceiling**: sequential / tree decoded tokens, what the ratio would be if
 //!    both decoded at the same rate (with b = 2 the tree needs log2(w/2) narrow segments before
 //!    it is w wide; the fewer the segments, the larger their share). The `TARGET` line checks
-//!    response tokens/s ≥ 1.4× at w = 16, 7 × 16.
+//!    response tokens/s ≥ 1.4× at w = 16, 7 × 16. `TREEPO_BENCH_MIN_SHARED=N` sets the tree
+//!    plan's fold threshold of these runs (default: the engine's 64).
 //!
 //! Run: `cargo bench -p treepo-benches --bench engine`.
 
@@ -152,6 +153,13 @@ fn decode(c: &mut Criterion) {
     }
 }
 
+/// `TREEPO_BENCH_MIN_SHARED`: the tree plan's fold threshold for the sampling runs (default:
+/// the engine's), to sweep it (`docs/engine.md`).
+fn min_shared() -> Option<u32> {
+    let v = std::env::var("TREEPO_BENCH_MIN_SHARED").ok()?;
+    Some(v.parse().expect("TREEPO_BENCH_MIN_SHARED must be a token count"))
+}
+
 /// The countdown workload: hooks, stop id and prompts.
 fn workload() -> (CharVocab, Hooks, u32, Vec<Vec<u32>>) {
     let task = TaskConfig::from_name("countdown").and_then(|t| t.build()).expect("task");
@@ -174,7 +182,9 @@ fn run(
     prompts: &[Vec<u32>],
     sequential: bool,
 ) -> (RolloutTree, f64) {
-    let mut e = ModelEngine::new(model, EngineConfig::with_pages(pool(dev))).expect("engine");
+    let mut cfg = EngineConfig::with_pages(pool(dev));
+    cfg.plan_min_shared = min_shared().unwrap_or(cfg.plan_min_shared);
+    let mut e = ModelEngine::new(model, cfg).expect("engine");
     let refs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
     let queries = Query::batch(&refs);
     let t = Instant::now();
@@ -226,8 +236,9 @@ fn tree_vs_sequential(c: &mut Criterion) {
             let (tt, ts) = (median(&mut times[0]), median(&mut times[1]));
             let (tree, seq) = (&trees[0], &trees[1]);
             println!(
-                "\n== engine: TreePO vs sequential on {} ({regime}): {QUERIES} queries, w={w} b=2 d={d} l={l} ==",
-                dev.description()
+                "\n== engine: TreePO vs sequential on {} ({regime}): {QUERIES} queries, w={w} b=2 d={d} l={l}, plan min_shared {} ==",
+                dev.description(),
+                min_shared().unwrap_or(EngineConfig::default().plan_min_shared)
             );
             let line = |name: &str, t: &RolloutTree, s: f64| {
                 let c = t.cost();

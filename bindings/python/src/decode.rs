@@ -106,13 +106,13 @@ impl TreeDecode {
         py: Python<'_>,
         view: &TreeKvView<'_>,
         leaves: &[LeafQuery],
-        kind: (PlanKind, u32),
+        kind: PlanKind,
+        min_shared: u32,
         h: &Heads,
         num_pages: usize,
         loc: Loc,
         stream: usize,
     ) -> Result<usize> {
-        let (kind, min_shared) = kind;
         let dev = device_for(loc, stream)?;
         py.detach(|| {
             guarded(|| {
@@ -187,7 +187,7 @@ impl TreeDecode {
         stream: usize,
         min_shared: u32,
     ) -> Result<usize> {
-        let kind = (plan_kind(kind, max_chunk, units)?, min_shared);
+        let kind = plan_kind(kind, max_chunk, units)?;
         let indptr = host_i32(indptr, "indptr")?;
         let indices = host_i32(indices, "indices")?;
         let last = host_i32(last_page_len, "last_page_len")?;
@@ -199,7 +199,8 @@ impl TreeDecode {
         let num_pages = num_pages.unwrap_or(max_page + 1);
         let h = Heads { num_qo_heads, num_kv_heads, head_dim };
         let loc = loc_of(device_ordinal);
-        self.plan_view(py, &forest.view(), forest.leaves(), kind, &h, num_pages, loc, stream)
+        let (view, leaves) = (forest.view(), forest.leaves());
+        self.plan_view(py, &view, leaves, kind, min_shared, &h, num_pages, loc, stream)
     }
 
     /// Plans for the paths ending at `leaves` of `cache`; returns the query rows.
@@ -222,14 +223,14 @@ impl TreeDecode {
         stream: usize,
         min_shared: u32,
     ) -> Result<usize> {
-        let kind = (plan_kind(kind, max_chunk, units)?, min_shared);
+        let kind = plan_kind(kind, max_chunk, units)?;
         let q_rows = q_rows_of(q_rows)?;
         let cv = cache.view(&leaves, q_rows.as_deref())?;
         let nodes: &[NodeKv] = &cv.nodes;
         let view = TreeKvView { page_size: cv.page_size, nodes, page_ids: &cv.page_ids };
         let h = Heads { num_qo_heads, num_kv_heads, head_dim };
         let loc = loc_of(device_ordinal);
-        self.plan_view(py, &view, &cv.leaves, kind, &h, cv.num_pages, loc, stream)
+        self.plan_view(py, &view, &cv.leaves, kind, min_shared, &h, cv.num_pages, loc, stream)
     }
 
     /// `(rows, num_qo_heads, num_kv_heads, head_dim, page_size, num_pages)` of the current

@@ -142,6 +142,15 @@ pub struct Chunk<'a> {
     pub kv_end: usize,
 }
 
+impl Chunk<'_> {
+    /// One past the last position any of the vectors with limits `lim` sees (`kv_start` when
+    /// none sees any): where a tile's block loop stops.
+    pub(crate) fn seen_end(&self, lim: &[i64]) -> usize {
+        let max_lim = lim.iter().copied().max().unwrap_or(-1);
+        (self.kv_end as i64).min(max_lim + 1).max(self.kv_start as i64) as usize
+    }
+}
+
 /// A decode tile: how the `m` query vectors of one job attend to one KV range of one KV head
 /// (the contract of [`attend`]). The job loops of [`paged_decode`](super::paged_decode) and
 /// [`tree_decode`](super::tree_decode) are generic over it, so the reference ([`Gather`]) and
@@ -214,8 +223,7 @@ pub fn attend(
     sc.m.resize(m, f32::NEG_INFINITY);
     sc.l.clear();
     sc.l.resize(m, 0.0);
-    let max_lim = lim.iter().copied().max().unwrap_or(-1);
-    let hi = (chunk.kv_end as i64).min(max_lim + 1).max(chunk.kv_start as i64) as usize;
+    let hi = chunk.seen_end(lim);
     let mut t0 = chunk.kv_start;
     while t0 < hi {
         let bl = BLOCK.min(hi - t0);
@@ -231,27 +239,42 @@ pub fn attend(
                 row.fill(0.0);
                 continue;
             }
-            let mx = row[..nvalid].iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let m_new = sc.m[i].max(mx);
-            let alpha = (sc.m[i] - m_new).exp();
-            let sum = exp_shifted(&mut row[..nvalid], m_new);
+            let orow = &mut o[i * d..(i + 1) * d];
+            softmax_row(&mut row[..nvalid], &mut sc.m[i], &mut sc.l[i], orow);
             row[nvalid..].fill(0.0);
-            sc.l[i] = sc.l[i] * alpha + sum;
-            sc.m[i] = m_new;
-            if alpha != 1.0 {
-                o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x *= alpha);
-            }
         }
         // O[m × d] += P[m × bl] · V[bl × d]
         gemm_strided(m, d, bl, &sc.s, (bl, 1), &sc.v, (d, 1), o, 1.0, 1.0, 1);
         t0 += bl;
     }
-    for i in 0..m {
-        let l = sc.l[i];
-        if l > 0.0 {
-            let inv = 1.0 / l;
+    finish(o, lse, &sc.m, &sc.l, d);
+}
+
+/// One block of the online softmax for one query vector (shared with the row tile): `row`, the
+/// vector's scores of the positions it sees, becomes `exp(score - m_new)`; the running max `m`
+/// and sum `l` advance, and the output accumulated so far, `orow`, is rescaled by
+/// `exp(m_old - m_new)`.
+pub(crate) fn softmax_row(row: &mut [f32], m: &mut f32, l: &mut f32, orow: &mut [f32]) {
+    let mx = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let m_new = m.max(mx);
+    let alpha = (*m - m_new).exp();
+    let sum = exp_shifted(row, m_new);
+    *l = *l * alpha + sum;
+    *m = m_new;
+    if alpha != 1.0 {
+        orow.iter_mut().for_each(|x| *x *= alpha);
+    }
+}
+
+/// Ends a tile of `m = l.len()` query vectors (shared with the row tile): output row `i` is
+/// divided by its sum and `lse[i] = m[i] + ln l[i]`; a vector that saw no key (`l = 0`, its
+/// output still all zero) gets `lse = -inf`.
+pub(crate) fn finish(o: &mut [f32], lse: &mut [f32], m: &[f32], l: &[f32], d: usize) {
+    for (i, (&mi, &li)) in m.iter().zip(l).enumerate() {
+        if li > 0.0 {
+            let inv = 1.0 / li;
             o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x *= inv);
-            lse[i] = sc.m[i] + l.ln();
+            lse[i] = mi + li.ln();
         } else {
             lse[i] = f32::NEG_INFINITY;
         }
@@ -259,21 +282,15 @@ pub fn attend(
 }
 
 /// Copies K (`which = 0`) or V (`which = stride_kv`) of positions `[t0, t0 + n)` into `dst`
-/// as `[n × head_dim]`. Where a page holds a head's tokens back to back (`stride_token ==
-/// head_dim`, the HND layout), each page's run is one copy: a copy call per 128-byte token row
-/// cost a third of a sequential-sampling run in call overhead.
+/// as `[n × head_dim]`.
 fn gather(kv: &KvHead<'_>, c: &Chunk<'_>, t0: usize, n: usize, which: usize, dst: &mut Vec<f32>) {
     let d = kv.head_dim;
     dst.resize(n * d, 0.0);
-    let run_max = if kv.stride_token == d { kv.page_size } else { 1 };
-    let mut t = 0;
-    while t < n {
+    for (t, row) in dst.chunks_exact_mut(d).enumerate() {
         let rel = t0 + t - c.kv_start;
-        let (page, slot) = (c.pages[rel / kv.page_size] as usize, rel % kv.page_size);
-        let run = (run_max - slot % run_max).min(n - t);
-        let src = kv.base + page * kv.stride_page + which + slot * kv.stride_token;
-        dst[t * d..(t + run) * d].copy_from_slice(&kv.data[src..src + run * d]);
-        t += run;
+        let page = c.pages[rel / kv.page_size] as usize;
+        let src = kv.base + page * kv.stride_page + which + (rel % kv.page_size) * kv.stride_token;
+        row.copy_from_slice(&kv.data[src..src + d]);
     }
 }
 

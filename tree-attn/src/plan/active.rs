@@ -40,8 +40,8 @@ pub(crate) struct Scratch {
     pub leaf_states: Vec<u32>,
     /// Nodes of the chunk being emitted.
     pub chain: Vec<u32>,
-    /// Segment stack of the cost walk: (node, unused).
-    pub seg: Vec<(u32, u32)>,
+    /// Node stack of the cost walk.
+    pub seg: Vec<u32>,
     /// Segment stack of the tree emitter: (node, base slot, top of the folded chain above).
     pub seg_fold: Vec<(u32, u32, Option<u32>)>,
 }

@@ -111,8 +111,8 @@ fn tree_costs(view: &TreeKvView<'_>, s: &mut Scratch, opts: &PlanOptions) -> ((u
     let panels = |v: u64| v.div_ceil(super::COST_PANEL) * super::COST_PANEL;
     let (mut heaviest, mut worst, mut total) = ((0, 0), 0u64, 0u64);
     s.seg.clear();
-    s.seg.extend(s.roots.iter().map(|&r| (r, 0)));
-    while let Some((top, _)) = s.seg.pop() {
+    s.seg.extend_from_slice(&s.roots);
+    while let Some(top) = s.seg.pop() {
         let bottom = compressed(s, top) as usize;
         let tokens =
             u64::from(view.nodes[bottom].kv_end - view.nodes[s.chain[0] as usize].kv_start);
@@ -127,7 +127,7 @@ fn tree_costs(view: &TreeKvView<'_>, s: &mut Scratch, opts: &PlanOptions) -> ((u
             }
         }
         for ci in s.child_start[bottom]..s.child_start[bottom + 1] {
-            s.seg.push((s.children[ci as usize], 0));
+            s.seg.push(s.children[ci as usize]);
         }
     }
     (heaviest, total)

@@ -170,16 +170,13 @@ pub fn attend_on(
     assert!(kernels.available(), "{kernels:?} kernels are not available on this CPU");
     #[cfg(target_arch = "x86_64")]
     let panels = match kernels {
-        Kernels::Reference => {
-            return decode_tile::attend(kv, chunk, q, lim, scale, o, lse, &mut sc.reference);
-        }
-        Kernels::Rows if !kv.head_dim.is_multiple_of(8) => {
-            return decode_tile::attend(kv, chunk, q, lim, scale, o, lse, &mut sc.reference);
-        }
-        Kernels::Rows => {
+        Kernels::Rows if kv.head_dim.is_multiple_of(8) => {
             // SAFETY: the CPU supports AVX2 and FMA (`Rows` is available, asserted above) and
-            // `head_dim` is a multiple of 8 (the arm above takes the others).
+            // `head_dim` is a multiple of 8 (the guard).
             return unsafe { super::rows::attend_rows(kv, chunk, q, lim, scale, o, lse, sc) };
+        }
+        Kernels::Reference | Kernels::Rows => {
+            return decode_tile::attend(kv, chunk, q, lim, scale, o, lse, &mut sc.reference);
         }
         Kernels::Avx2 => Panels::AVX2,
         Kernels::Avx512 => Panels::AVX512,
@@ -287,8 +284,7 @@ unsafe fn attend_panels(
     sc.l.resize(mp, 0.0);
     sc.alpha.clear();
     sc.alpha.resize(mp, 1.0);
-    let max_lim = lim.iter().copied().max().unwrap_or(-1);
-    let hi = (chunk.kv_end as i64).min(max_lim + 1).max(chunk.kv_start as i64) as usize;
+    let hi = chunk.seen_end(lim);
     let mut t0 = chunk.kv_start;
     while t0 < hi {
         let bl = BLOCK.min(hi - t0);

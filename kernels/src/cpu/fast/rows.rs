@@ -28,7 +28,7 @@ use std::arch::x86_64::{
 };
 
 use super::decode_tile::{BLOCK, Scratch, row_offsets};
-use crate::cpu::decode_tile::{Chunk, KvHead, exp_shifted};
+use crate::cpu::decode_tile::{Chunk, KvHead, finish, softmax_row};
 
 /// The row tile (see the [module docs](self)): the contract of
 /// [`decode_tile::attend`](crate::cpu::decode_tile::attend).
@@ -58,8 +58,7 @@ pub(crate) unsafe fn attend_rows(
     sc.m.resize(m, f32::NEG_INFINITY);
     sc.l.clear();
     sc.l.resize(m, 0.0);
-    let max_lim = lim.iter().copied().max().unwrap_or(-1);
-    let hi = (chunk.kv_end as i64).min(max_lim + 1).max(chunk.kv_start as i64) as usize;
+    let hi = chunk.seen_end(lim);
     let (k_base, v_base) = (kv.data.as_ptr(), kv.data.as_ptr().wrapping_add(kv.stride_kv));
     let mut t0 = chunk.kv_start;
     while t0 < hi {
@@ -77,33 +76,14 @@ pub(crate) unsafe fn attend_rows(
             // `kv.data` (`row_offsets` asserts it); `qt` holds `m × d`; AVX2 + FMA are the
             // caller's.
             unsafe { scores(&sc.qt[i * d..(i + 1) * d], k_base, off, s) };
-            let mx = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let m_new = sc.m[i].max(mx);
-            let alpha = (sc.m[i] - m_new).exp();
-            let sum = exp_shifted(s, m_new);
-            sc.l[i] = sc.l[i] * alpha + sum;
-            sc.m[i] = m_new;
             let orow = &mut o[i * d..(i + 1) * d];
-            if alpha != 1.0 {
-                orow.iter_mut().for_each(|x| *x *= alpha);
-            }
+            softmax_row(s, &mut sc.m[i], &mut sc.l[i], orow);
             // SAFETY: as above, for the V rows; `orow` holds `d`.
             unsafe { accumulate(s, v_base, off, orow) };
         }
         t0 += bl;
     }
-    for i in 0..m {
-        let l = sc.l[i];
-        let orow = &mut o[i * d..(i + 1) * d];
-        if l > 0.0 {
-            let inv = 1.0 / l;
-            orow.iter_mut().for_each(|x| *x *= inv);
-            lse[i] = sc.m[i] + l.ln();
-        } else {
-            orow.fill(0.0);
-            lse[i] = f32::NEG_INFINITY;
-        }
-    }
+    finish(o, lse, &sc.m, &sc.l, d);
 }
 
 /// `s[t] = q · K[off[t]..off[t] + d]` with `d = q.len()`, a multiple of 8.
@@ -116,14 +96,16 @@ unsafe fn scores(q: &[f32], base: *const f32, off: &[usize], s: &mut [f32]) {
     let qp = q.as_ptr();
     let mut t = 0;
     while t + 8 <= off.len() {
+        // SAFETY: each row start lies in the cache (caller).
+        let rows: [*const f32; 8] = std::array::from_fn(|j| unsafe { base.add(off[t + j]) });
         let mut acc = [_mm256_setzero_ps(); 8];
         let mut c = 0;
         while c < d {
             // SAFETY: `c + 8 <= d` (d is a multiple of 8); the rows are readable (caller).
             unsafe {
                 let qv = _mm256_loadu_ps(qp.add(c));
-                for (j, a) in acc.iter_mut().enumerate() {
-                    *a = _mm256_fmadd_ps(qv, _mm256_loadu_ps(base.add(off[t + j] + c)), *a);
+                for (a, row) in acc.iter_mut().zip(rows) {
+                    *a = _mm256_fmadd_ps(qv, _mm256_loadu_ps(row.add(c)), *a);
                 }
             }
             c += 8;
