@@ -1,6 +1,6 @@
 //! Conformance of `ops::gemm` against an f64 triple loop, on every backend.
 
-use treepo_kernels::ops::{GemmSpec, Transpose, gemm};
+use treepo_kernels::ops::{GemmSpec, Transpose, gemm, pack_panels};
 use treepo_kernels::testing::{Rng, Tol, assert_close, poisoned};
 use treepo_kernels::{Device, per_backend};
 
@@ -129,7 +129,68 @@ fn rejects_bad_shapes(dev: &Device) {
     assert!(err.to_string().contains("would overlap"), "{err}");
 }
 
+/// B in panel order (`b_panels`, the CPU engine's packed weights): on the CPU against the f64
+/// reference of the row-major B — single products of 1–131 rows (one and two threads by the
+/// work threshold), the engine's fused pairs sharing A, accumulation into C; elsewhere, and
+/// with a transposed operand or `n % 16 != 0`, a typed refusal.
+fn panel_weights(dev: &Device) {
+    let mut rng = Rng::fresh("gemm panels");
+    let cpu = dev.kind() == treepo_kernels::BackendKind::Cpu;
+    for (m, n, k, batch, beta) in [
+        (1, 48, 40, 1, 0.0),
+        (13, 400, 37, 1, 0.0),
+        (64, 512, 300, 1, 0.5),
+        (131, 96, 64, 1, 0.0),
+        (64, 128, 128, 2, 0.0),
+        (7, 32, 20, 2, 1.0),
+    ] {
+        let mut s = GemmSpec::plain(m, n, k).scaled(1.5, beta);
+        s.batch = batch;
+        s.stride_a = 0;
+        s.stride_b = n * k;
+        s.stride_c = m * n;
+        let a = rng.normals(m * k, 1.0);
+        let b = rng.normals(batch * k * n, 1.0);
+        let c0 = if beta == 0.0 {
+            vec![f32::NAN; batch * m * n]
+        } else {
+            rng.normals(batch * m * n, 1.0)
+        };
+        let packed: Vec<f32> =
+            b.chunks(k * n).flat_map(|bi| pack_panels(bi, k, n).unwrap()).collect();
+        let (da, db, mut dc) =
+            (dev.upload(&a).unwrap(), dev.upload(&packed).unwrap(), dev.upload(&c0).unwrap());
+        let res = gemm(dev, &da, &db, &mut dc, &s.with_b_panels());
+        if !cpu {
+            let err = res.unwrap_err().to_string();
+            assert!(err.contains("b_panels") && err.contains("CPU layout"), "{err}");
+            continue;
+        }
+        res.unwrap();
+        let got = dev.download(&dc).unwrap();
+        let want = reference(&s, &a, &b, &c0);
+        let tol = Tol { atol: 2e-5 * (k as f64).sqrt() * 4.0, rtol: 1e-4 };
+        let err = assert_close(&format!("{s:?} b_panels"), &got, &want, tol);
+        eprintln!("gemm b_panels m={m} n={n} k={k} batch={batch}: max err {err:e}");
+    }
+    let (a, b) = (dev.zeros::<f32>(64).unwrap(), dev.zeros::<f32>(64).unwrap());
+    let mut c = dev.zeros::<f32>(64).unwrap();
+    for (s, what) in [
+        (GemmSpec::linear(2, 16, 2), "trans_a = trans_b = N"),
+        (GemmSpec::plain(2, 8, 2), "n % 16 == 0"),
+    ] {
+        let err = gemm(dev, &a, &b, &mut c, &s.with_b_panels()).unwrap_err().to_string();
+        let want = if cpu { what } else { "CPU layout" };
+        assert!(err.contains(want), "{err}");
+    }
+    let err = pack_panels(&[0.0; 24], 2, 12).unwrap_err().to_string();
+    assert!(err.contains("not a multiple of 16"), "{err}");
+    let err = pack_panels(&[0.0; 24], 2, 16).unwrap_err().to_string();
+    assert!(err.contains("B has 24 elements"), "{err}");
+}
+
 per_backend!(
+    panel_weights,
     shapes,
     batched_and_scaled,
     shared_operand_batches,

@@ -8,6 +8,7 @@ mod cache_common;
 mod adamw;
 mod categorical;
 mod cpu_fast;
+mod cpu_fast_gemm;
 mod cpu_fast_packed;
 mod cuda_emu;
 mod device;

@@ -67,7 +67,7 @@ pub fn gemm_strided(
     }
 }
 
-/// Batched form: `batch` independent GEMMs whose A, B, C start `stride_*` elements apart
+/// Batched form (`b_panels`: each B in panel order, [`super::weight_gemm`]): `batch` independent GEMMs whose A, B, C start `stride_*` elements apart
 /// (a stride of 0 shares one operand across the batch, as the engine's fused q|k|v and gate|up
 /// launches do). Several batches run in parallel, each single-threaded — one fork-join for the
 /// call — unless their total work is below `THREAD_MIN_WORK`: then they run one after the
@@ -83,6 +83,7 @@ pub fn gemm_batched(
     stride_a: usize,
     b: &[f32],
     b_strides: (usize, usize),
+    b_panels: bool,
     stride_b: usize,
     c: &mut [f32],
     stride_c: usize,
@@ -92,7 +93,7 @@ pub fn gemm_batched(
     if batch == 1 {
         let big = m * n * k >= THREAD_MIN_WORK;
         let threads = if big { rayon::current_num_threads() } else { 1 };
-        gemm_strided(m, n, k, a, a_strides, b, b_strides, c, alpha, beta, threads);
+        one(m, n, k, a, a_strides, b, (b_strides, b_panels), c, alpha, beta, threads);
         return;
     }
     if batch == 0 || m * n == 0 {
@@ -102,7 +103,7 @@ pub fn gemm_batched(
         for i in 0..batch {
             let (ab, bb) = (&a[(i * stride_a).min(a.len())..], &b[(i * stride_b).min(b.len())..]);
             let cb = &mut c[i * stride_c..i * stride_c + m * n];
-            gemm_strided(m, n, k, ab, a_strides, bb, b_strides, cb, alpha, beta, 1);
+            one(m, n, k, ab, a_strides, bb, (b_strides, b_panels), cb, alpha, beta, 1);
         }
         return;
     }
@@ -111,6 +112,37 @@ pub fn gemm_batched(
     c.par_chunks_mut(stride_c).take(batch).enumerate().for_each(|(i, cb)| {
         let ab = &a[(i * stride_a).min(a.len())..];
         let bb = &b[(i * stride_b).min(b.len())..];
-        gemm_strided(m, n, k, ab, a_strides, bb, b_strides, cb, alpha, beta, 1);
+        one(m, n, k, ab, a_strides, bb, (b_strides, b_panels), cb, alpha, beta, 1);
     });
+}
+
+/// One product of `ops::gemm`: with B in panel order (`b_panels`) the weight GEMM
+/// ([`super::fast::weight_gemm`] where the CPU has AVX-512F, else its twin
+/// [`super::weight_gemm`]), else the `gemm` crate.
+#[allow(clippy::too_many_arguments)]
+fn one(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    a_strides: (usize, usize),
+    b: &[f32],
+    (b_strides, b_panels): ((usize, usize), bool),
+    c: &mut [f32],
+    alpha: f32,
+    beta: f32,
+    threads: usize,
+) {
+    if !b_panels {
+        gemm_strided(m, n, k, a, a_strides, b, b_strides, c, alpha, beta, threads);
+        return;
+    }
+    debug_assert_eq!(a_strides.1, 1, "ops::gemm checks trans_a = N with b_panels");
+    #[cfg(target_arch = "x86_64")]
+    if super::fast::weight_gemm::available() {
+        let a = (a, a_strides.0);
+        super::fast::weight_gemm::gemm(m, n, k, a, b, c, alpha, beta, threads);
+        return;
+    }
+    super::weight_gemm::gemm(m, n, k, (a, a_strides.0), b, c, alpha, beta);
 }

@@ -34,3 +34,4 @@ pub mod swiglu_bwd;
 pub mod target_logprob;
 pub mod target_logprob_bwd;
 pub mod tree_decode;
+pub mod weight_gemm;

@@ -3,7 +3,9 @@
 //! The model's linear layers are `Y = X·Wᵀ` with `W` in PyTorch `nn.Linear` layout
 //! `[out, in]` ([`GemmSpec::linear`]); the backward pass needs `dX = dY·W` ([`GemmSpec::plain`])
 //! and `dW += dYᵀ·X` (`trans_a = T`, `beta = 1`). CUDA runs cuBLAS; wgpu a tiled WGSL kernel;
-//! the CPU the `gemm` crate.
+//! the CPU the `gemm` crate — or, for a constant weight the caller packed once into panel
+//! order ([`pack_panels`], [`GemmSpec::b_panels`]), our register-tiled weight GEMM, which skips
+//! the crate's per-call repacking (the CPU engine's linear layers).
 
 use crate::device::Inner;
 use crate::{Device, FloatElement, KernelError, Result, View, ViewMut, cpu, validate};
@@ -46,6 +48,9 @@ pub struct GemmSpec {
     pub stride_b: usize,
     /// Elements between consecutive C matrices (`>= m*n`).
     pub stride_c: usize,
+    /// B (each batch's) is a `[k, n]` matrix in panel order ([`pack_panels`]), not row-major.
+    /// CPU only; needs `trans_a = trans_b = N` and `n % 16 == 0` ([`panels_supported`]).
+    pub b_panels: bool,
 }
 
 impl GemmSpec {
@@ -71,7 +76,13 @@ impl GemmSpec {
             stride_a: m * k,
             stride_b: k * n,
             stride_c: m * n,
+            b_panels: false,
         }
+    }
+    /// The same GEMM with B in panel order ([`pack_panels`]; see [`GemmSpec::b_panels`]).
+    pub fn with_b_panels(mut self) -> Self {
+        self.b_panels = true;
+        self
     }
     /// The same GEMM over `batch` contiguous matrices (`stride = matrix size`).
     pub fn batched(mut self, batch: usize) -> Self {
@@ -107,6 +118,33 @@ impl GemmSpec {
     pub fn flops(&self) -> f64 {
         2.0 * self.batch as f64 * self.m as f64 * self.n as f64 * self.k as f64
     }
+}
+
+/// Whether `dev` takes B in panel order ([`GemmSpec::b_panels`]) for an `n`-column product,
+/// and runs it on its fast kernel: the CPU backend with AVX-512F (elsewhere the CPU runs the
+/// readable twin, correct but slow), `n % 16 == 0`.
+pub fn panels_supported(dev: &Device, n: usize) -> bool {
+    let fast = {
+        #[cfg(target_arch = "x86_64")]
+        {
+            cpu::fast::weight_gemm::available()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    };
+    matches!(dev.inner, Inner::Cpu) && fast && n.is_multiple_of(16)
+}
+
+/// A row-major `B[k, n]` (host memory) in panel order, for [`GemmSpec::b_panels`]: panels of 32
+/// columns (the last one 16 wide when `n % 32 == 16`), one after the other, each `k` rows of
+/// its width.
+pub fn pack_panels(b: &[f32], k: usize, n: usize) -> Result<Vec<f32>> {
+    crate::ensure!(n.is_multiple_of(16), OP, "pack_panels: n = {n} is not a multiple of 16");
+    let len = validate::product(OP, &[k, n])?;
+    crate::ensure!(b.len() >= len, OP, "pack_panels: B has {} elements, k·n = {len}", b.len());
+    Ok(cpu::weight_gemm::pack(b, k, n))
 }
 
 /// Runs `spec` on `dev`. f32 on every backend; f16/bf16 on CUDA (f32 accumulation).
@@ -147,6 +185,22 @@ pub fn gemm<'a, T: FloatElement>(
         validate::fits_u32(OP, what, v)?;
         crate::ensure!(i32::try_from(v).is_ok(), OP, "{what} = {v} exceeds cuBLAS's int range");
     }
+    if s.b_panels {
+        crate::ensure!(
+            matches!(dev.inner, Inner::Cpu),
+            OP,
+            "b_panels (B in panel order) is a CPU layout; the {} backend takes trans_b N or T",
+            dev.kind()
+        );
+        crate::ensure!(
+            s.trans_a == Transpose::N && s.trans_b == Transpose::N,
+            OP,
+            "b_panels needs trans_a = trans_b = N (got {:?}, {:?})",
+            s.trans_a,
+            s.trans_b
+        );
+        crate::ensure!(s.n.is_multiple_of(16), OP, "b_panels needs n % 16 == 0 (n = {})", s.n);
+    }
     if s.batch == 0 || size_c == 0 {
         return Ok(());
     }
@@ -164,6 +218,7 @@ pub fn gemm<'a, T: FloatElement>(
                 s.stride_a,
                 b,
                 s.b_strides(),
+                s.b_panels,
                 s.stride_b,
                 c,
                 s.stride_c,

@@ -53,7 +53,7 @@ mod target_logprob_bwd;
 pub use adamw::{AdamWParams, adamw};
 pub use embedding_bwd::embedding_bwd;
 pub use fill::fill;
-pub use gemm::{GemmSpec, Transpose, gemm};
+pub use gemm::{GemmSpec, Transpose, gemm, pack_panels, panels_supported};
 pub use logit_mask::{LOGIT_MASK_MAX_COLS, top_k_mask, top_p_mask};
 pub use packed_attention_bwd::{PackedAttentionGrads, PackedAttentionSaved, packed_attention_bwd};
 pub use packed_attention_fwd::{PackedAttentionParams, packed_attention_fwd};
