@@ -10,16 +10,18 @@
 //!   plus `2·C·V` per sampled row for the LM head; norms, RoPE, sampling and planning count zero;
 //! - that rate as a % of the 2-thread GEMM peak measured in the same run (the best of a
 //!   1024³ f32 GEMM in both weight layouts through `ops::gemm`), and of a GEMM of the step's
-//!   largest shape (m = 64 rows, k = C, n = 2·I) in the faster layout;
+//!   largest shape (m = 64 rows, k = C, n = 2·I) in the fastest weight layout (`[n,k]`,
+//!   `[k,n]`, or `[k,n]` in panel order where the CPU runs the weight GEMM, as the engine does);
 //! - `TARGET met/MISSED` against ≥ 70 % (big) and ≥ 40 % (demo) of the peak;
 //! - the CPU backend's parallel regions (rayon fork-joins, `cpu::regions::parallel_regions`, a
 //!   lower bound: a `gemm` crate call counts once) and the process's context switches per step.
 //!
-//! It also prints, per model, the GFLOP/s of the step's GEMM shapes (m = 64) in both weight
-//! layouts: what the engine's layout rule (`engine::weights`) rests on.
+//! It also prints, per model, the GFLOP/s of the step's GEMM shapes (m = 1, 4, 16, 64) in each
+//! weight layout: what the engine's layout rule (`engine::weights`) rests on.
 //!
 //! Run: `cargo bench -p treepo-benches --bench engine_step` (`-- demo` or `-- big` for one
-//! model; `-- demo profile` times only the token steps, 20 times as many, for `perf`).
+//! model; `-- demo profile` times only the token steps, 20 times as many, for `perf`;
+//! `TREEPO_BENCH_CPU_SPIN=0` runs the engine with `cpu_spin` off).
 
 use std::time::Instant;
 
@@ -65,6 +67,12 @@ fn context_switches() -> u64 {
         .sum()
 }
 
+/// `TREEPO_BENCH_CPU_SPIN=0` turns the engine's polling workers off
+/// (`EngineConfig::cpu_spin`), for an A/B of the fork-join cost.
+fn cpu_spin() -> bool {
+    std::env::var("TREEPO_BENCH_CPU_SPIN").map_or(true, |v| v != "0")
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -77,7 +85,9 @@ fn gemm_rate(dev: &Device, spec: &GemmSpec, reps: usize) -> f64 {
         (0..len).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 * s - 0.5).collect()
     };
     let a = dev.upload(&fill(m * k, 1.0)).expect("a");
-    let b = dev.upload(&fill(k * n, 0.5)).expect("b");
+    let b = fill(k * n, 0.5);
+    let b = if spec.b_panels { ops::pack_panels(&b, k, n).expect("pack") } else { b };
+    let b = dev.upload(&b).expect("b");
     let mut c = dev.zeros::<f32>(m * n).expect("c");
     let mut best = f64::INFINITY;
     // Inside the pool, as the engine runs its steps (`ModelEngine::on_pool`).
@@ -114,7 +124,8 @@ struct Step {
 /// Median token step of `reps` segments on a fresh engine for `model`.
 fn step(model: &Model, reps: usize) -> Step {
     let cfg = model.config().clone();
-    let mut e = ModelEngine::new(model, EngineConfig::with_pages(512)).expect("engine");
+    let engine = EngineConfig { cpu_spin: cpu_spin(), ..EngineConfig::with_pages(512) };
+    let mut e = ModelEngine::new(model, engine).expect("engine");
     let prompt: Vec<u32> = (0..PROMPT as u32).map(|i| i * 7 % 20 + 1).collect();
     let root = e.prefill(&[&prompt]).expect("prefill")[0];
     let params = DecodeParams {
@@ -199,9 +210,12 @@ fn main() {
         let model = Model::random(&dev, cfg.clone(), 1).expect("model");
         let n2 = 2 * cfg.intermediate_size;
         let shape = |t: Transpose| GemmSpec::new(ROWS, n2, cfg.hidden_size, Transpose::N, t);
+        let panels = ops::panels_supported(&dev, n2);
         let (nk, kn) =
             (gemm_rate(&dev, &shape(Transpose::T), 20), gemm_rate(&dev, &shape(Transpose::N), 20));
-        // The step's GEMM shapes (n, k) in both weight layouts: what the layout rule rests on.
+        let pn =
+            if panels { gemm_rate(&dev, &shape(Transpose::N).with_b_panels(), 20) } else { 0.0 };
+        // The step's GEMM shapes (n, k) in each weight layout: what the layout rule rests on.
         let (c, i) = (cfg.hidden_size, cfg.intermediate_size);
         for m in [1, 4, 16, ROWS] {
             let mut table = String::new();
@@ -211,13 +225,18 @@ fn main() {
                     gemm_rate(&dev, &sp(Transpose::T), 20),
                     gemm_rate(&dev, &sp(Transpose::N), 20),
                 );
-                table += &format!(" {what} n={n} k={k}: [n,k] {a:.1} [k,n] {b:.1};");
+                table += &format!(" {what} n={n} k={k}: [n,k] {a:.1} [k,n] {b:.1}");
+                if panels {
+                    let p = gemm_rate(&dev, &sp(Transpose::N).with_b_panels(), 20);
+                    table += &format!(" panels {p:.1}");
+                }
+                table += ";";
             }
             println!("GEMM m={m} GFLOP/s by layout ({name}):{table}");
         }
         let s = step(&model, reps);
         peaks.push(peak_now());
-        results.push((name, cfg, target, s, nk.max(kn), n2, model.params().len()));
+        results.push((name, cfg, target, s, nk.max(kn).max(pn), n2, model.params().len()));
     }
     let peak = peaks.iter().cloned().fold(0.0, f64::max);
     println!(
@@ -230,7 +249,7 @@ fn main() {
         println!(
             "RESULT engine_step/{name}: C={} layers={} params={:.1}M batch={ROWS}: {:.3} ms/step, \
              {:.1} useful GFLOP/s = {pct:.1}% of the GEMM peak, {:.1}% of the step-shape GEMM \
-             (m={ROWS} n={n2} k={}: {shape_rate:.1} GFLOP/s, the faster layout); {:.1} fork-joins/step \
+             (m={ROWS} n={n2} k={}: {shape_rate:.1} GFLOP/s, the fastest layout); {:.1} fork-joins/step \
              (lower bound), {:.1} context switches/step",
             cfg.hidden_size,
             cfg.num_hidden_layers,

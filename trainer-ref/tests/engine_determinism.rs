@@ -20,7 +20,11 @@ fn prompts() -> [Vec<u32>; 2] {
 
 /// Both prompts, each forked into 4 leaves, all 8 decoded in one call (12 tokens each).
 fn run_batch(model: &Model, rows: usize, p: &DecodeParams) -> Vec<SegmentOutput> {
-    let mut e = ModelEngine::new(model, config(rows)).unwrap();
+    run_batch_with(model, config(rows), p)
+}
+
+fn run_batch_with(model: &Model, cfg: EngineConfig, p: &DecodeParams) -> Vec<SegmentOutput> {
+    let mut e = ModelEngine::new(model, cfg).unwrap();
     let ps = prompts();
     let roots = e.prefill(&[&ps[0], &ps[1]]).unwrap();
     let mut reqs = Vec::new();
@@ -89,6 +93,31 @@ fn greedy_follows_the_argmax(dev: &Device) {
         }
     }
     assert_eq!(seqs[0], seqs[1], "greedy ignores the uniforms: both leaves agree");
+}
+
+/// The CPU engine's polling workers (`EngineConfig::cpu_spin`) change scheduling only: the same
+/// batch with them on and off gives bit-identical outputs — also when three engines decode at
+/// once from three threads (their calls share rayon's pool: a polling worker may run another
+/// engine's work, and the engine's own thread must never wait on a poller stacked above it).
+#[test]
+fn polling_workers_change_nothing_and_share_the_pool() {
+    let dev = Device::cpu();
+    let model = random_model(&dev, small(V), 33, 0.3);
+    let p = params(1.0, &[0]);
+    let with = |spin: bool| EngineConfig { cpu_spin: spin, ..config(256) };
+    let off = run_batch_with(&model, with(false), &p);
+    assert_eq!(run_batch_with(&model, with(true), &p), off, "cpu_spin on vs off");
+    std::thread::scope(|s| {
+        let runs: Vec<_> = (0..3)
+            .map(|_| s.spawn(|| (0..4).map(|_| run_batch_with(&model, with(true), &p)).collect()))
+            .collect();
+        for r in runs {
+            let outs: Vec<Vec<SegmentOutput>> = r.join().expect("an engine thread panicked");
+            for o in outs {
+                assert_eq!(o, off, "concurrent engines with polling workers");
+            }
+        }
+    });
 }
 
 per_backend!(batch_composition_does_not_change_tokens, greedy_follows_the_argmax);

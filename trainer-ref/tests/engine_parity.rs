@@ -21,6 +21,20 @@ fn cached_decode_matches_forward(dev: &Device) {
     let mut one_kv = small(v);
     one_kv.num_key_value_heads = 1;
     cached_decode_case(dev, &random_model(dev, one_kv, 13, 0.3), v);
+    // Wide enough that every linear weight reaches the CPU engine's panel-order threshold
+    // (2^17 elements: q and k|v 512 × 256, o 256 × 512, gate/up/down 512 × 256): the weight
+    // GEMM path where the CPU has AVX-512F (a CPU-only layout: the other backends skip it).
+    if dev.kind() != BackendKind::Cpu {
+        return;
+    }
+    eprintln!("weight GEMM on this CPU: {}", treepo_kernels::ops::panels_supported(dev, 512));
+    let mut wide = small(v);
+    wide.hidden_size = 256;
+    wide.intermediate_size = 512;
+    wide.num_attention_heads = 8;
+    wide.num_key_value_heads = 4;
+    wide.head_dim = 64;
+    cached_decode_case(dev, &random_model(dev, wide, 14, 0.05), v);
 }
 
 fn cached_decode_case(dev: &Device, model: &Model, v: usize) {

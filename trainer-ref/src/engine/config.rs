@@ -33,6 +33,13 @@ pub struct EngineConfig {
     /// larger value zero-pads q, k, v and the `o_proj` columns, which leaves every result
     /// unchanged (the padding contributes exact zeros).
     pub attn_head_dim: Option<usize>,
+    /// CPU only: while a prefill or decode call runs, the other workers of rayon's pool poll
+    /// for its parallel work instead of sleeping between ops (default `true`). A small model's
+    /// token step is dozens of short parallel regions; a worker that sleeps between them costs
+    /// a futex wake-up per region (10–50 µs on a VM). The cost: the polling workers keep their
+    /// cores busy for the call's duration (they run other rayon work they find meanwhile).
+    /// llama.cpp's thread pool polls between a graph's ops for the same reason.
+    pub cpu_spin: bool,
 }
 
 impl Default for EngineConfig {
@@ -45,6 +52,7 @@ impl Default for EngineConfig {
             max_batch_rows: 256,
             max_context: None,
             attn_head_dim: None,
+            cpu_spin: true,
         }
     }
 }

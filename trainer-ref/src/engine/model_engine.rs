@@ -1,5 +1,7 @@
 //! [`ModelEngine`]: construction, accessors, fork, release and the [`Engine`] impl.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tree_attn::PlanOptions;
 use tree_kv::{CacheConfig, PageCopy, TreeKvCache};
 use treepo_kernels::ops::{self, PageCopyJobs, PagedKvLayout, ROPE_MAX_POSITION};
@@ -174,12 +176,33 @@ impl<'m> ModelEngine<'m> {
     /// CPU kernels parallelize with rayon; called from a thread outside the pool, every launch
     /// hands its job to a worker and blocks on a latch (a futex wake and wait per op, about a
     /// quarter of a small decode step measured with perf). From inside the pool the same loops
-    /// run inline and split by work stealing.
+    /// run inline and split by work stealing. With [`EngineConfig::cpu_spin`] the other
+    /// workers poll for that work meanwhile ([`poll_until`]).
     pub(super) fn on_pool<T: Send>(&mut self, f: impl FnOnce(&mut Self) -> T + Send) -> T {
-        if self.core.dev.kind() != BackendKind::Cpu || rayon::current_thread_index().is_some() {
+        if self.core.dev.kind() != BackendKind::Cpu {
             return f(self);
         }
-        rayon::scope(|_| f(self))
+        let spin = self.config.cpu_spin;
+        let body = move |e: &mut Self| {
+            let Some(home) = rayon::current_thread_index() else { return f(e) };
+            if !spin || rayon::current_num_threads() < 2 {
+                return f(e);
+            }
+            let done = AtomicBool::new(false);
+            rayon::scope(|s| {
+                for _ in 1..rayon::current_num_threads() {
+                    s.spawn(|_| poll_until(&done, home));
+                }
+                let r = f(e);
+                done.store(true, Ordering::Release);
+                r
+            })
+        };
+        if rayon::current_thread_index().is_some() {
+            body(self)
+        } else {
+            rayon::scope(|_| body(self))
+        }
     }
 
     /// Fails if an earlier backend error left the KV contents unspecified.
@@ -280,5 +303,20 @@ impl Engine for ModelEngine<'_> {
     /// Pages held by live nodes (cached prefix pages are free for reuse and not counted).
     fn kv_pages_in_use(&self) -> usize {
         self.cache.num_referenced() as usize
+    }
+}
+
+/// A polling worker of [`ModelEngine::on_pool`]: runs whatever rayon work it finds (the
+/// engine's parallel regions) until `done`, spinning in between instead of sleeping. On the
+/// engine's own thread (`home`: it popped this job while waiting inside the call) it returns
+/// at once — the call it would wait for is suspended beneath it.
+fn poll_until(done: &AtomicBool, home: usize) {
+    if rayon::current_thread_index() == Some(home) {
+        return;
+    }
+    while !done.load(Ordering::Acquire) {
+        if rayon::yield_now() != Some(rayon::Yield::Executed) {
+            std::hint::spin_loop();
+        }
     }
 }

@@ -20,6 +20,14 @@
 //! keeps larger ones (a huge LM head) in the model's layout; GPU backends keep `[out, in]`
 //! (cuBLAS and the WGSL kernel take either) and copy only for head padding.
 //!
+//! *Panel order.* Where the CPU runs the weight GEMM (`ops::panels_supported`: AVX-512F), an
+//! `[in, out]` linear weight of at least [`PANELS_MIN`] elements with `out % 16 == 0` is stored
+//! in its panel order (`ops::pack_panels`) and multiplied with `GemmSpec::b_panels`: the `gemm`
+//! crate would repack it on every call. Smaller weights stay in L2, where the crate's
+//! micro-kernel is faster than ours and its per-call pack is cheap (the measurements are in
+//! `treepo_kernels::cpu::fast::weight_gemm` and `docs/engine.md`). The demo model's matrices
+//! are all below the threshold, so its results are unchanged by this layout.
+//!
 //! *Fusion.* q|k|v and gate|up stay adjacent (each block laid out on its own, same layout):
 //! the forward computes gate and up — and q and k|v when `hq·da == 2·hkv·da` — with one
 //! batched GEMM (batch 2, the activations shared through `stride_a = 0`): one launch.
@@ -29,13 +37,16 @@
 
 use std::ops::Range;
 
-use treepo_kernels::ops::{GemmSpec, Transpose};
+use treepo_kernels::ops::{self, GemmSpec, Transpose};
 use treepo_kernels::{BackendKind, Buffer, KernelError, View};
 
 use crate::model::{Model, ModelConfig};
 
 /// The largest matrix (elements) the CPU engine stores `[in, out]` (see the module docs).
 pub(crate) const KN_MAX: usize = 1 << 24; // 64 MiB of f32
+
+/// The smallest matrix (elements) the CPU engine stores in panel order (see the module docs).
+pub(crate) const PANELS_MIN: usize = 1 << 17; // 512 KiB of f32
 
 /// Sizes the forward pass needs (B/T/C vocabulary: `c` hidden, `im` MLP width).
 #[derive(Clone, Copy, Debug)]
@@ -95,12 +106,15 @@ pub(crate) struct Mat {
     pub at: Range<usize>,
     /// `T`: stored `[out, in]`; `N`: stored `[in, out]`.
     pub trans_b: Transpose,
+    /// `[in, out]` in the CPU weight GEMM's panel order (`ops::pack_panels`; `trans_b` is N).
+    pub panels: bool,
 }
 
 impl Mat {
     /// `Y[m, n] = X[m, k] · W` for this matrix.
     pub fn linear(&self, m: usize, n: usize, k: usize) -> GemmSpec {
-        GemmSpec::new(m, n, k, Transpose::N, self.trans_b)
+        let spec = GemmSpec::new(m, n, k, Transpose::N, self.trans_b);
+        if self.panels { spec.with_b_panels() } else { spec }
     }
 }
 
@@ -133,17 +147,32 @@ struct Builder<'h> {
     out: Vec<f32>,
     /// Store matrices of at most [`KN_MAX`] elements `[in, out]` (else as the model has them).
     kn: bool,
+    /// Store those `[in, out]` matrices in panel order where `out % 16 == 0` (the CPU has the
+    /// weight GEMM's fast kernel: `ops::panels_supported`).
+    panels: bool,
 }
 
 impl Builder<'_> {
     /// Appends `blocks` matrices of `cols` columns, adjacent, all in one layout. A block is a
     /// list of segments `(at, count)`: `count·unit` elements of the model's host copy from
-    /// `at`, or `count·unit` zeros where `at == usize::MAX` (head padding).
-    fn push(&mut self, blocks: &[Vec<(usize, usize)>], unit: usize, cols: usize) -> Mat {
+    /// `at`, or `count·unit` zeros where `at == usize::MAX` (head padding). A linear weight
+    /// (`linear`) may be packed in panel order; a bias (a plain GEMM's `[1, width]` B) is not.
+    fn push(
+        &mut self,
+        blocks: &[Vec<(usize, usize)>],
+        unit: usize,
+        cols: usize,
+        linear: bool,
+    ) -> Mat {
         let start = self.out.len();
         let len = |segs: &[(usize, usize)]| segs.iter().map(|s| s.1 * unit).sum::<usize>();
         let largest = blocks.iter().map(|b| len(b)).max().unwrap_or(0);
         let kn = self.kn && largest <= KN_MAX;
+        let panels = kn
+            && linear
+            && self.panels
+            && largest >= PANELS_MIN
+            && blocks.iter().all(|b| (len(b) / cols).is_multiple_of(16));
         for segs in blocks {
             let mut m: Vec<f32> = Vec::with_capacity(len(segs));
             for &(at, count) in segs {
@@ -155,15 +184,20 @@ impl Builder<'_> {
             }
             if kn {
                 let rows = m.len() / cols;
-                for j in 0..cols {
-                    self.out.extend((0..rows).map(|r| m[r * cols + j]));
+                let m = &m;
+                let t: Vec<f32> =
+                    (0..cols).flat_map(|j| (0..rows).map(move |r| m[r * cols + j])).collect();
+                if panels {
+                    self.out.extend(ops::pack_panels(&t, cols, rows).expect("rows % 16 == 0"));
+                } else {
+                    self.out.extend(t);
                 }
             } else {
                 self.out.extend_from_slice(&m);
             }
         }
         let trans_b = if kn { Transpose::N } else { Transpose::T };
-        Mat { own: true, at: start..self.out.len(), trans_b }
+        Mat { own: true, at: start..self.out.len(), trans_b, panels }
     }
 }
 
@@ -173,7 +207,12 @@ impl EngineWeights {
     pub fn new(model: &Model, d: &Dims, backend: BackendKind) -> Result<Self, KernelError> {
         let (c, im, lay) = (d.c, d.im, model.layout());
         let kn = backend == BackendKind::Cpu;
-        let view = |r: &Range<usize>| Mat { own: false, at: r.clone(), trans_b: Transpose::T };
+        let view = |r: &Range<usize>| Mat {
+            own: false,
+            at: r.clone(),
+            trans_b: Transpose::T,
+            panels: false,
+        };
         if d.da == d.hd && !kn {
             let layers = lay
                 .layers
@@ -189,7 +228,8 @@ impl EngineWeights {
             return Ok(EngineWeights { copy: None, layers, lm_head: view(&lay.lm_head) });
         }
         let host = model.device().download(model.params())?;
-        let mut b = Builder { host: &host, out: Vec::new(), kn };
+        let panels = kn && ops::panels_supported(model.device(), 16);
+        let mut b = Builder { host: &host, out: Vec::new(), kn, panels };
         let (qd, kvd, pad) = (d.hq * d.hd, d.hkv * d.hd, d.da - d.hd);
         // The row segments of `heads` heads of `hd` rows at `src` (row width `cols`), each
         // followed by `pad` zero rows.
@@ -215,7 +255,7 @@ impl EngineWeights {
             let wqkv = if pad == 0 && !small(qd.max(2 * kvd) * c) {
                 view(&lp.wqkv)
             } else {
-                b.push(&[q, kv], c, c)
+                b.push(&[q, kv], c, c, true)
             };
             // Biases are `[1, width]` rows of a plain GEMM (`ones · b`); layout-free.
             let bqkv = lp.bqkv.as_ref().map(|r| {
@@ -225,7 +265,7 @@ impl EngineWeights {
                 let mut v = heads(r.start, d.hq, 1);
                 v.extend(heads(r.start + qd, d.hkv, 1));
                 v.extend(heads(r.start + qd + kvd, d.hkv, 1));
-                Mat { trans_b: Transpose::N, ..b.push(&[v], 1, 1) }
+                Mat { trans_b: Transpose::N, ..b.push(&[v], 1, 1, false) }
             });
             // o_proj [C, hq·hd] → [C, hq·da]: each row's head blocks padded with zero columns.
             let wo_rows: Vec<(usize, usize)> =
@@ -233,23 +273,23 @@ impl EngineWeights {
             let wo = if pad == 0 && !small(qd * c) {
                 view(&lp.wo)
             } else {
-                b.push(&[wo_rows], 1, d.qa())
+                b.push(&[wo_rows], 1, d.qa(), true)
             };
             let wgu = if small(im * c) {
                 let (g, u) = (lp.wgate_up.start, lp.wgate_up.start + im * c);
-                b.push(&[vec![(g, im)], vec![(u, im)]], c, c)
+                b.push(&[vec![(g, im)], vec![(u, im)]], c, c, true)
             } else {
                 view(&lp.wgate_up)
             };
             let wdown = if small(im * c) {
-                b.push(&[vec![(lp.wdown.start, c)]], im, im)
+                b.push(&[vec![(lp.wdown.start, c)]], im, im, true)
             } else {
                 view(&lp.wdown)
             };
             layers.push(LayerWeights { wqkv, bqkv, wo, wgu, wdown });
         }
         let lm_head = if small(d.vocab * c) {
-            b.push(&[vec![(lay.lm_head.start, d.vocab)]], c, c)
+            b.push(&[vec![(lay.lm_head.start, d.vocab)]], c, c, true)
         } else {
             view(&lay.lm_head)
         };
