@@ -67,9 +67,9 @@ pub fn gemm_strided(
     }
 }
 
-/// Batched form (`b_panels`: each B in panel order, [`super::weight_gemm`]): `batch` independent GEMMs whose A, B, C start `stride_*` elements apart
-/// (a stride of 0 shares one operand across the batch, as the engine's fused q|k|v and gate|up
-/// launches do). Several batches run in parallel, each single-threaded — one fork-join for the
+/// Batched form: `batch` independent GEMMs whose A, B, C start `stride_*` elements apart (a
+/// stride of 0 shares one operand across the batch, as the engine's fused q|k|v and gate|up
+/// launches do); `b_panels`: each B in panel order ([`super::weight_gemm`]). Several batches run in parallel, each single-threaded — one fork-join for the
 /// call — unless their total work is below `THREAD_MIN_WORK`: then they run one after the
 /// other on the calling thread (a fork-join costs more than such products).
 #[allow(clippy::too_many_arguments)]

@@ -37,8 +37,10 @@ pub struct EngineConfig {
     /// for its parallel work instead of sleeping between ops (default `true`). A small model's
     /// token step is dozens of short parallel regions; a worker that sleeps between them costs
     /// a futex wake-up per region (10–50 µs on a VM). The cost: the polling workers keep their
-    /// cores busy for the call's duration (they run other rayon work they find meanwhile).
-    /// llama.cpp's thread pool polls between a graph's ops for the same reason.
+    /// cores busy for the call's duration (they run other rayon work they find meanwhile), and
+    /// on an oversubscribed machine a poller takes time slices from the thread it waits for:
+    /// turn it off where the cores are shared with other busy processes. llama.cpp's thread
+    /// pool polls between a graph's ops for the same reason.
     pub cpu_spin: bool,
 }
 

@@ -163,7 +163,7 @@ impl Builder<'_> {
         unit: usize,
         cols: usize,
         linear: bool,
-    ) -> Mat {
+    ) -> Result<Mat, KernelError> {
         let start = self.out.len();
         let len = |segs: &[(usize, usize)]| segs.iter().map(|s| s.1 * unit).sum::<usize>();
         let largest = blocks.iter().map(|b| len(b)).max().unwrap_or(0);
@@ -188,7 +188,7 @@ impl Builder<'_> {
                 let t: Vec<f32> =
                     (0..cols).flat_map(|j| (0..rows).map(move |r| m[r * cols + j])).collect();
                 if panels {
-                    self.out.extend(ops::pack_panels(&t, cols, rows).expect("rows % 16 == 0"));
+                    self.out.extend(ops::pack_panels(&t, cols, rows)?);
                 } else {
                     self.out.extend(t);
                 }
@@ -197,7 +197,7 @@ impl Builder<'_> {
             }
         }
         let trans_b = if kn { Transpose::N } else { Transpose::T };
-        Mat { own: true, at: start..self.out.len(), trans_b, panels }
+        Ok(Mat { own: true, at: start..self.out.len(), trans_b, panels })
     }
 }
 
@@ -255,41 +255,48 @@ impl EngineWeights {
             let wqkv = if pad == 0 && !small(qd.max(2 * kvd) * c) {
                 view(&lp.wqkv)
             } else {
-                b.push(&[q, kv], c, c, true)
+                b.push(&[q, kv], c, c, true)?
             };
             // Biases are `[1, width]` rows of a plain GEMM (`ones · b`); layout-free.
-            let bqkv = lp.bqkv.as_ref().map(|r| {
-                if pad == 0 {
-                    return Mat { trans_b: Transpose::N, ..view(r) };
-                }
-                let mut v = heads(r.start, d.hq, 1);
-                v.extend(heads(r.start + qd, d.hkv, 1));
-                v.extend(heads(r.start + qd + kvd, d.hkv, 1));
-                Mat { trans_b: Transpose::N, ..b.push(&[v], 1, 1, false) }
-            });
+            let bqkv = lp
+                .bqkv
+                .as_ref()
+                .map(|r| {
+                    if pad == 0 {
+                        return Ok(Mat { trans_b: Transpose::N, ..view(r) });
+                    }
+                    let mut v = heads(r.start, d.hq, 1);
+                    v.extend(heads(r.start + qd, d.hkv, 1));
+                    v.extend(heads(r.start + qd + kvd, d.hkv, 1));
+                    Ok::<_, KernelError>(Mat {
+                        trans_b: Transpose::N,
+                        ..b.push(&[v], 1, 1, false)?
+                    })
+                })
+                .transpose()?;
             // o_proj [C, hq·hd] → [C, hq·da]: each row's head blocks padded with zero columns.
             let wo_rows: Vec<(usize, usize)> =
                 (0..c).flat_map(|r| heads(lp.wo.start + r * qd, d.hq, 1)).collect();
             let wo = if pad == 0 && !small(qd * c) {
                 view(&lp.wo)
             } else {
-                b.push(&[wo_rows], 1, d.qa(), true)
+                b.push(&[wo_rows], 1, d.qa(), true)?
             };
             let wgu = if small(im * c) {
                 let (g, u) = (lp.wgate_up.start, lp.wgate_up.start + im * c);
-                b.push(&[vec![(g, im)], vec![(u, im)]], c, c, true)
+                b.push(&[vec![(g, im)], vec![(u, im)]], c, c, true)?
             } else {
                 view(&lp.wgate_up)
             };
             let wdown = if small(im * c) {
-                b.push(&[vec![(lp.wdown.start, c)]], im, im, true)
+                b.push(&[vec![(lp.wdown.start, c)]], im, im, true)?
             } else {
                 view(&lp.wdown)
             };
             layers.push(LayerWeights { wqkv, bqkv, wo, wgu, wdown });
         }
         let lm_head = if small(d.vocab * c) {
-            b.push(&[vec![(lay.lm_head.start, d.vocab)]], c, c, true)
+            b.push(&[vec![(lay.lm_head.start, d.vocab)]], c, c, true)?
         } else {
             view(&lay.lm_head)
         };

@@ -4,13 +4,15 @@
 //! `tests/cpu_fast_gemm.rs` compares the two, and both against f64.
 //!
 //! *Why.* At the engine's shapes (m = 1–64 rows, k, n = 128–3 072) the `gemm` crate repacks
-//! the whole weight on every call. For a weight that streams from L3 (the big model's
+//! the whole weight on every call. For a weight that streams from L3 or memory (the big model's
 //! 0.25–3 MB matrices; 100 MB per token step) that pack reads it twice; packed once, at engine
-//! construction, it is read once. Measured on the big model of `engine_step` (2-vCPU VM, the
-//! same binary with and without panel order, four alternating runs): 21.9–24.6 ms per token
-//! step against 22.8–28.1. For weights that stay in L2 the crate's own micro-kernel is faster
-//! (146–154 vs 133–137 GFLOP/s on one thread at m = 64, k·n ≤ 48 K): the engine packs only
-//! matrices of at least 2¹⁷ elements (`engine::weights`). Details: `docs/engine.md`.
+//! construction, it is read once. Measured (2-vCPU VM, m = 64, two threads, best of 7, cycling
+//! through 100 MB of copies of one weight): ours 204–255 GFLOP/s, the crate 74–248. On the big
+//! model of `engine_step` (the same binary with and without panel order, four alternating runs):
+//! 21.9–24.6 ms per token step against 22.8–28.1. For weights that stay in L2 (the demo's) the
+//! crate's micro-kernel is faster (one thread, m = 64, k·n ≤ 48 K: 146–154 vs 133–137 GFLOP/s),
+//! so the engine packs only matrices of at least 2¹⁷ elements (`engine::weights`). Details:
+//! `docs/engine.md`.
 //!
 //! *Tile.* `MR ≤ 8` rows × `16·NV` columns (`NV` ∈ {2, 1}) of C in `MR·NV ≤ 16` accumulators;
 //! per k: `NV` loads of B, `MR` broadcasts of A, `MR·NV` FMAs.
@@ -36,7 +38,10 @@ const MC: usize = 64;
 /// k per block: a panel's block of B is `KC × 32` floats = 32 KB (L1 holds 32–48 KB).
 const KC: usize = 256;
 
-/// Rows of B the first row block of a k-block prefetches ahead of its loads.
+/// Rows of B the first row block of a k-block prefetches ahead of its loads, past the block's
+/// and the panel's end (panels are contiguous, so that is the next block's start). Measured on
+/// the big model's token step (`engine_step big`, two alternating runs): 0 rows 22.5–23.1 ms,
+/// 8 rows 21.0–21.7, 16 rows 20.6–21.8, 64 rows 23.3–27.1 (it evicts the block in use).
 const PREFETCH: usize = 8;
 
 /// Whether this CPU runs the kernel (AVX-512F).
@@ -122,7 +127,7 @@ unsafe fn columns(o: &Operands, j0: usize, j1: usize, alpha: f32, beta: f32) {
                 while i < i1 {
                     let rows = (i1 - i).min(8);
                     // SAFETY: in bounds by the contract: rows i..i+rows, k p0..p0+kc, columns
-                    // j..j+w of a panel of width w; a prefetch reads nothing.
+                    // j..j+w of a panel of width w.
                     unsafe {
                         let t = Tile {
                             k: kc,
@@ -134,7 +139,7 @@ unsafe fn columns(o: &Operands, j0: usize, j1: usize, alpha: f32, beta: f32) {
                             ldc: o.n,
                             alpha,
                             beta,
-                            fetch: if i == i0 { kc } else { 0 },
+                            fetch: i == i0,
                         };
                         if w == PANEL { by_rows::<2>(rows, &t) } else { by_rows::<1>(rows, &t) }
                     }
@@ -161,8 +166,8 @@ struct Tile {
     ldc: usize,
     alpha: f32,
     beta: f32,
-    /// Prefetch B rows `PREFETCH` ahead while `p + PREFETCH < fetch` (0: none).
-    fetch: usize,
+    /// Prefetch B [`PREFETCH`] rows ahead (the first row block of a k-block).
+    fetch: bool,
 }
 
 /// [`tile`] for a runtime row count `rows` ∈ 1..=8.
@@ -198,11 +203,13 @@ unsafe fn tile<const MR: usize, const NV: usize>(t: &Tile) {
         let mut acc = [[_mm512_setzero_ps(); NV]; MR];
         let mut b = t.b;
         for p in 0..t.k {
-            if p + PREFETCH < t.fetch {
-                let ahead = b.add(PREFETCH * t.ldb) as *const i8;
+            if t.fetch {
+                // `wrapping_add`: past the last panel the address leaves B (a prefetch of it
+                // reads nothing and cannot fault).
+                let ahead = b.wrapping_add(PREFETCH * t.ldb) as *const i8;
                 _mm_prefetch::<_MM_HINT_T0>(ahead);
                 if NV == 2 {
-                    _mm_prefetch::<_MM_HINT_T0>(ahead.add(64));
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
                 }
             }
             let mut bv = [_mm512_setzero_ps(); NV];
