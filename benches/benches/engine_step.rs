@@ -17,11 +17,13 @@
 //!   lower bound: a `gemm` crate call counts once) and the process's context switches per step.
 //!
 //! It also prints, per model, the GFLOP/s of the step's GEMM shapes (m = 1, 4, 16, 64) in each
-//! weight layout: what the engine's layout rule (`engine::weights`) rests on.
+//! weight layout on one hot weight, and at m = 64 with the weights streamed from memory (`[k,n]`
+//! against panel order, where the CPU runs the weight GEMM): what the engine's layout rule (`engine::weights`) rests on.
 //!
 //! Run: `cargo bench -p treepo-benches --bench engine_step` (`-- demo` or `-- big` for one
 //! model; `-- demo profile` times only the token steps, 20 times as many, for `perf`;
-//! `TREEPO_BENCH_CPU_SPIN=0` runs the engine with `cpu_spin` off).
+//! `TREEPO_BENCH_CPU_SPIN=0` runs the engine with `cpu_spin` off, `TREEPO_BENCH_PANELS=0` with
+//! `cpu_weight_panels` off).
 
 use std::time::Instant;
 
@@ -67,10 +69,11 @@ fn context_switches() -> u64 {
         .sum()
 }
 
-/// `TREEPO_BENCH_CPU_SPIN=0` turns the engine's polling workers off
-/// (`EngineConfig::cpu_spin`), for an A/B of the fork-join cost.
-fn cpu_spin() -> bool {
-    std::env::var("TREEPO_BENCH_CPU_SPIN").map_or(true, |v| v != "0")
+/// An engine switch, on unless the variable is `0`: `TREEPO_BENCH_CPU_SPIN=0` turns the
+/// polling workers off (`EngineConfig::cpu_spin`), `TREEPO_BENCH_PANELS=0` the panel-order
+/// weights (`EngineConfig::cpu_weight_panels`), each for an A/B with the same binary.
+fn flag(var: &str) -> bool {
+    std::env::var(var).map_or(true, |v| v != "0")
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -78,8 +81,19 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-/// Best GFLOP/s of `reps` calls of `spec` (A and B random-ish, C overwritten).
+/// Best GFLOP/s of `reps` calls of `spec` (A and B random-ish, C overwritten): on one hot B.
 fn gemm_rate(dev: &Device, spec: &GemmSpec, reps: usize) -> f64 {
+    gemm_rate_on(dev, spec, reps, 1)
+}
+
+/// Best GFLOP/s of `spec` over `copies` copies of B called in turn, each `rounds` times: with
+/// ≥ 100 MB of copies every call streams its B from memory, as the engine's weights do.
+fn gemm_rate_streamed(dev: &Device, spec: &GemmSpec, rounds: usize) -> f64 {
+    let copies = (100 << 20) / (4 * spec.k * spec.n) + 1;
+    gemm_rate_on(dev, spec, rounds * copies, copies)
+}
+
+fn gemm_rate_on(dev: &Device, spec: &GemmSpec, reps: usize, copies: usize) -> f64 {
     let (m, n, k) = (spec.m, spec.n, spec.k);
     let fill = |len: usize, s: f32| -> Vec<f32> {
         (0..len).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 * s - 0.5).collect()
@@ -87,14 +101,14 @@ fn gemm_rate(dev: &Device, spec: &GemmSpec, reps: usize) -> f64 {
     let a = dev.upload(&fill(m * k, 1.0)).expect("a");
     let b = fill(k * n, 0.5);
     let b = if spec.b_panels { ops::pack_panels(&b, k, n).expect("pack") } else { b };
-    let b = dev.upload(&b).expect("b");
+    let b: Vec<_> = (0..copies).map(|_| dev.upload(&b).expect("b")).collect();
     let mut c = dev.zeros::<f32>(m * n).expect("c");
     let mut best = f64::INFINITY;
     // Inside the pool, as the engine runs its steps (`ModelEngine::on_pool`).
     rayon::scope(|_| {
-        for _ in 0..reps + 1 {
+        for r in 0..reps + 1 {
             let t = Instant::now();
-            ops::gemm(dev, &a, &b, &mut c, spec).expect("gemm");
+            ops::gemm(dev, &a, &b[r % copies], &mut c, spec).expect("gemm");
             best = best.min(t.elapsed().as_secs_f64());
         }
     });
@@ -124,7 +138,11 @@ struct Step {
 /// Median token step of `reps` segments on a fresh engine for `model`.
 fn step(model: &Model, reps: usize) -> Step {
     let cfg = model.config().clone();
-    let engine = EngineConfig { cpu_spin: cpu_spin(), ..EngineConfig::with_pages(512) };
+    let engine = EngineConfig {
+        cpu_spin: flag("TREEPO_BENCH_CPU_SPIN"),
+        cpu_weight_panels: flag("TREEPO_BENCH_PANELS"),
+        ..EngineConfig::with_pages(512)
+    };
     let mut e = ModelEngine::new(model, engine).expect("engine");
     let prompt: Vec<u32> = (0..PROMPT as u32).map(|i| i * 7 % 20 + 1).collect();
     let root = e.prefill(&[&prompt]).expect("prefill")[0];
@@ -210,7 +228,7 @@ fn main() {
         let model = Model::random(&dev, cfg.clone(), 1).expect("model");
         let n2 = 2 * cfg.intermediate_size;
         let shape = |t: Transpose| GemmSpec::new(ROWS, n2, cfg.hidden_size, Transpose::N, t);
-        let panels = ops::panels_supported(&dev, n2);
+        let panels = ops::panels_supported(&dev);
         let (nk, kn) =
             (gemm_rate(&dev, &shape(Transpose::T), 20), gemm_rate(&dev, &shape(Transpose::N), 20));
         let pn =
@@ -233,6 +251,21 @@ fn main() {
                 table += ";";
             }
             println!("GEMM m={m} GFLOP/s by layout ({name}):{table}");
+            if m == ROWS && panels {
+                // The engine's case: the weights stream from memory every step.
+                let mut table = String::new();
+                for (what, n, k) in [("q", c, c), ("o", c, c), ("gate", i, c), ("down", c, i)] {
+                    let sp = GemmSpec::new(m, n, k, Transpose::N, Transpose::N);
+                    let (b, p) = (
+                        gemm_rate_streamed(&dev, &sp, 3),
+                        gemm_rate_streamed(&dev, &sp.with_b_panels(), 3),
+                    );
+                    table += &format!(" {what} n={n} k={k}: [k,n] {b:.1} panels {p:.1};");
+                }
+                println!(
+                    "GEMM m={m} GFLOP/s, weights streamed (>= 100 MB of copies) ({name}):{table}"
+                );
+            }
         }
         let s = step(&model, reps);
         peaks.push(peak_now());

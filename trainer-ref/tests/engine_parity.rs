@@ -27,7 +27,7 @@ fn cached_decode_matches_forward(dev: &Device) {
     if dev.kind() != BackendKind::Cpu {
         return;
     }
-    eprintln!("weight GEMM on this CPU: {}", treepo_kernels::ops::panels_supported(dev, 512));
+    eprintln!("weight GEMM on this CPU: {}", treepo_kernels::ops::panels_supported(dev));
     let mut wide = small(v);
     wide.hidden_size = 256;
     wide.intermediate_size = 512;

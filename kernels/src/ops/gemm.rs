@@ -120,10 +120,10 @@ impl GemmSpec {
     }
 }
 
-/// Whether `dev` takes B in panel order ([`GemmSpec::b_panels`]) for an `n`-column product,
-/// and runs it on its fast kernel: the CPU backend with AVX-512F (elsewhere the CPU runs the
-/// readable twin, correct but slow), `n % 16 == 0`.
-pub fn panels_supported(dev: &Device, n: usize) -> bool {
+/// Whether `dev` runs B in panel order ([`GemmSpec::b_panels`], `n % 16 == 0`) on its fast
+/// kernel: the CPU backend with AVX-512F (elsewhere the CPU runs the readable twin, correct but
+/// slow; other backends refuse it).
+pub fn panels_supported(dev: &Device) -> bool {
     let fast = {
         #[cfg(target_arch = "x86_64")]
         {
@@ -134,7 +134,7 @@ pub fn panels_supported(dev: &Device, n: usize) -> bool {
             false
         }
     };
-    matches!(dev.inner, Inner::Cpu) && fast && n.is_multiple_of(16)
+    matches!(dev.inner, Inner::Cpu) && fast
 }
 
 /// A row-major `B[k, n]` (host memory) in panel order, for [`GemmSpec::b_panels`]: panels of 32

@@ -42,6 +42,10 @@ pub struct EngineConfig {
     /// turn it off where the cores are shared with other busy processes. llama.cpp's thread
     /// pool polls between a graph's ops for the same reason.
     pub cpu_spin: bool,
+    /// CPU only: store the large linear weights in the weight GEMM's panel order where the CPU
+    /// runs that kernel (AVX-512F; default `true`; see `engine::weights`). `false` keeps every
+    /// CPU weight `[in, out]` for the `gemm` crate — for an A/B of the layout.
+    pub cpu_weight_panels: bool,
 }
 
 impl Default for EngineConfig {
@@ -55,6 +59,7 @@ impl Default for EngineConfig {
             max_context: None,
             attn_head_dim: None,
             cpu_spin: true,
+            cpu_weight_panels: true,
         }
     }
 }

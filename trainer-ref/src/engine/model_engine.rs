@@ -81,7 +81,8 @@ impl<'m> ModelEngine<'m> {
                 config.num_pages
             ))
         })?;
-        let w = EngineWeights::new(model, &d, dev.kind()).map_err(backend)?;
+        let w =
+            EngineWeights::new(model, &d, dev.kind(), config.cpu_weight_panels).map_err(backend)?;
         let group = (d.hq / d.hkv) as u32;
         let max_context =
             config.max_context.unwrap_or(mc.max_position_embeddings).min(ROPE_MAX_POSITION);

@@ -20,7 +20,8 @@
 //! keeps larger ones (a huge LM head) in the model's layout; GPU backends keep `[out, in]`
 //! (cuBLAS and the WGSL kernel take either) and copy only for head padding.
 //!
-//! *Panel order.* Where the CPU runs the weight GEMM (`ops::panels_supported`: AVX-512F), an
+//! *Panel order.* Where the CPU runs the weight GEMM (`ops::panels_supported`: AVX-512F) and
+//! `EngineConfig::cpu_weight_panels` is on (the default), an
 //! `[in, out]` linear weight of at least [`PANELS_MIN`] elements with `out % 16 == 0` is stored
 //! in its panel order (`ops::pack_panels`) and multiplied with `GemmSpec::b_panels`: the `gemm`
 //! crate would repack it on every call. Smaller weights stay in L2, where the crate's
@@ -203,8 +204,14 @@ impl Builder<'_> {
 
 impl EngineWeights {
     /// The weights of `model` at attention head size `d.da`, laid out for `backend` (a copy
-    /// made once here where the layout or the padding differs from the model's buffer).
-    pub fn new(model: &Model, d: &Dims, backend: BackendKind) -> Result<Self, KernelError> {
+    /// made once here where the layout or the padding differs from the model's buffer);
+    /// `panels`: the CPU may use panel order (`EngineConfig::cpu_weight_panels`).
+    pub fn new(
+        model: &Model,
+        d: &Dims,
+        backend: BackendKind,
+        panels: bool,
+    ) -> Result<Self, KernelError> {
         let (c, im, lay) = (d.c, d.im, model.layout());
         let kn = backend == BackendKind::Cpu;
         let view = |r: &Range<usize>| Mat {
@@ -228,7 +235,7 @@ impl EngineWeights {
             return Ok(EngineWeights { copy: None, layers, lm_head: view(&lay.lm_head) });
         }
         let host = model.device().download(model.params())?;
-        let panels = kn && ops::panels_supported(model.device(), 16);
+        let panels = kn && panels && ops::panels_supported(model.device());
         let mut b = Builder { host: &host, out: Vec::new(), kn, panels };
         let (qd, kvd, pad) = (d.hq * d.hd, d.hkv * d.hd, d.da - d.hd);
         // The row segments of `heads` heads of `hd` rows at `src` (row width `cols`), each

@@ -6,13 +6,11 @@
 //! *Why.* At the engine's shapes (m = 1–64 rows, k, n = 128–3 072) the `gemm` crate repacks
 //! the whole weight on every call. For a weight that streams from L3 or memory (the big model's
 //! 0.25–3 MB matrices; 100 MB per token step) that pack reads it twice; packed once, at engine
-//! construction, it is read once. Measured (2-vCPU VM, m = 64, two threads, best of 7, cycling
-//! through 100 MB of copies of one weight): ours 204–255 GFLOP/s, the crate 74–248. On the big
-//! model of `engine_step` (the same binary with and without panel order, four alternating runs):
-//! 21.9–24.6 ms per token step against 22.8–28.1. For weights that stay in L2 (the demo's) the
-//! crate's micro-kernel is faster (one thread, m = 64, k·n ≤ 48 K: 146–154 vs 133–137 GFLOP/s),
-//! so the engine packs only matrices of at least 2¹⁷ elements (`engine::weights`). Details:
-//! `docs/engine.md`.
+//! construction, it is read once. For weights that stay in cache the crate's micro-kernel is as
+//! fast or faster, so the engine packs only matrices of at least 2¹⁷ elements
+//! (`engine::weights`). Both cases, and the big model's token step with and without panel
+//! order, are printed by `cargo bench -p treepo-benches --bench engine_step`; the figures are
+//! in `docs/engine.md`.
 //!
 //! *Tile.* `MR ≤ 8` rows × `16·NV` columns (`NV` ∈ {2, 1}) of C in `MR·NV ≤ 16` accumulators;
 //! per k: `NV` loads of B, `MR` broadcasts of A, `MR·NV` FMAs.
@@ -39,9 +37,9 @@ const MC: usize = 64;
 const KC: usize = 256;
 
 /// Rows of B the first row block of a k-block prefetches ahead of its loads, past the block's
-/// and the panel's end (panels are contiguous, so that is the next block's start). Measured on
-/// the big model's token step (`engine_step big`, two alternating runs): 0 rows 22.5–23.1 ms,
-/// 8 rows 21.0–21.7, 16 rows 20.6–21.8, 64 rows 23.3–27.1 (it evicts the block in use).
+/// and the panel's end (panels are contiguous, so that is the next block's start). Chosen on
+/// the big model's token step (`engine_step -- big`): 8 and 16 rows ran alike and faster than
+/// none; 64 rows ran slower than none (the prefetches evict the block in use).
 const PREFETCH: usize = 8;
 
 /// Whether this CPU runs the kernel (AVX-512F).
