@@ -10,6 +10,8 @@ mod categorical;
 mod cpu_fast;
 mod cpu_fast_gemm;
 mod cpu_fast_packed;
+mod cpu_fast_rope;
+mod cpu_fast_swiglu;
 mod cuda_emu;
 mod device;
 mod embedding;

@@ -3,8 +3,14 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-/// Products of fewer multiply-adds than this run on the calling thread.
+/// Products of fewer multiply-adds than this run on the calling thread (a quarter of it while
+/// the workers poll: [`super::regions::PollingWorkers`]).
 const THREAD_MIN_WORK: usize = 1 << 18;
+
+/// [`THREAD_MIN_WORK`] now.
+fn thread_min_work() -> usize {
+    if super::regions::polling() { THREAD_MIN_WORK / 4 } else { THREAD_MIN_WORK }
+}
 
 /// One f32 GEMM `C = alpha·op(A)·op(B) + beta·C` with explicit strides (in elements):
 /// element `(i, p)` of `op(A)` is `a[i*a_rs + p*a_cs]`, `(p, j)` of `op(B)` is
@@ -91,7 +97,7 @@ pub fn gemm_batched(
     beta: f32,
 ) {
     if batch == 1 {
-        let big = m * n * k >= THREAD_MIN_WORK;
+        let big = m * n * k >= thread_min_work();
         let threads = if big { rayon::current_num_threads() } else { 1 };
         one(m, n, k, a, a_strides, b, (b_strides, b_panels), c, alpha, beta, threads);
         return;
@@ -99,7 +105,7 @@ pub fn gemm_batched(
     if batch == 0 || m * n == 0 {
         return;
     }
-    if batch.saturating_mul(m * n).saturating_mul(k) < THREAD_MIN_WORK {
+    if batch.saturating_mul(m * n).saturating_mul(k) < thread_min_work() {
         for i in 0..batch {
             let (ab, bb) = (&a[(i * stride_a).min(a.len())..], &b[(i * stride_b).min(b.len())..]);
             let cb = &mut c[i * stride_c..i * stride_c + m * n];

@@ -10,7 +10,7 @@
 //! [`fast::paged_decode`](super::fast::paged_decode) runs the same jobs on the in-place tile, so
 //! the naive baseline and the tree kernel always share one tile.
 
-use super::decode_tile::{Chunk, Gather, KvGeom, Tile, gather_q, run_greedy};
+use super::decode_tile::{Chunk, Gather, KvGeom, Tile, Worker, gather_q, run_greedy_parts};
 
 /// The host arrays of a validated page table (see `ops::PageTableHost`).
 #[derive(Clone, Copy, Debug)]
@@ -64,26 +64,24 @@ pub fn paged_decode_with<T: Tile>(
         (t.indptr[s + 1] - t.indptr[s]) as usize * (rows * group).div_ceil(8)
     };
     tasks.sort_by_key(|t| std::cmp::Reverse(cost(t)));
-    let results: Vec<(Vec<f32>, Vec<f32>)> =
-        run_greedy(tasks.len(), |i, (sc, qt, lim): &mut (T::Scratch, Vec<f32>, Vec<i64>)| {
-            let (s, h) = tasks[i];
-            let (r0, r1) = (t.q_indptr[s] as usize, t.q_indptr[s + 1] as usize);
-            let (p0, p1) = (t.indptr[s] as usize, t.indptr[s + 1] as usize);
-            let len = (p1 - p0 - 1) * g.page_size + t.last_page_len[s] as usize;
-            gather_q(q, r0..r1, num_qo_heads, group, d, h, qt);
-            lim.clear();
-            for r in r0..r1 {
-                let pos = (len - (r1 - r)) as i64;
-                lim.extend(std::iter::repeat_n(pos, group));
-            }
-            let chunk = Chunk { pages: &t.indices[p0..p1], kv_start: 0, kv_end: len };
-            let m = lim.len();
-            let (mut o, mut l) = (vec![0f32; m * d], vec![0f32; m]);
-            T::attend(&g.head(kv, h), &chunk, qt, lim, scale, &mut o, &mut l, sc);
-            (o, l)
-        });
-    for (&(s, h), (o, l)) in tasks.iter().zip(&results) {
+    let parts = run_greedy_parts(tasks.len(), |i, wk: &mut Worker<T::Scratch>| {
+        let (s, h) = tasks[i];
+        let (r0, r1) = (t.q_indptr[s] as usize, t.q_indptr[s + 1] as usize);
+        let (p0, p1) = (t.indptr[s] as usize, t.indptr[s + 1] as usize);
+        let len = (p1 - p0 - 1) * g.page_size + t.last_page_len[s] as usize;
+        gather_q(q, r0..r1, num_qo_heads, group, d, h, &mut wk.qt);
+        wk.lim.clear();
+        for r in r0..r1 {
+            let pos = (len - (r1 - r)) as i64;
+            wk.lim.extend(std::iter::repeat_n(pos, group));
+        }
+        let chunk = Chunk { pages: &t.indices[p0..p1], kv_start: 0, kv_end: len };
+        wk.attend::<T>(&g.head(kv, h), &chunk, scale)
+    });
+    for (wk, &(i, at)) in parts.iter().flat_map(|(wk, done)| done.iter().map(move |x| (wk, x))) {
+        let (s, h) = tasks[i];
         let r0 = t.q_indptr[s] as usize;
+        let (o, l) = wk.result(at, (t.q_indptr[s + 1] as usize - r0) * group, d);
         for (i, (orow, &lv)) in o.chunks_exact(d).zip(l).enumerate() {
             let (r, head) = (r0 + i / group, h * group + i % group);
             out[(r * num_qo_heads + head) * d..][..d].copy_from_slice(orow);

@@ -10,9 +10,12 @@
 //! it packs an operand in parallel), so the figure is a lower bound on the true fork-joins.
 //! The counter is one relaxed atomic add per region, cheap next to the fork itself.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 static REGIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Live [`PollingWorkers`] guards.
+static POLLING: AtomicUsize = AtomicUsize::new(0);
 
 /// Records that a CPU kernel is about to enter one parallel region.
 pub(crate) fn enter() {
@@ -30,11 +33,49 @@ pub fn parallel_regions() -> u64 {
 /// f32s about as long (the norms and RoPE of a batch-64 decode step at C ≤ 512 stay under it).
 pub(crate) const SERIAL_BELOW: usize = 1 << 16;
 
+/// [`SERIAL_BELOW`] while a [`PollingWorkers`] guard lives: a worker that polls for work picks
+/// a job up in about a microsecond (the engine's token step measured 101 µs per join asleep,
+/// ~1 µs polling; `docs/engine.md`), which a pass over this many f32s costs.
+pub(crate) const SERIAL_BELOW_POLLING: usize = 1 << 13;
+
+/// The elements of work below which loops run inline now (see [`PollingWorkers`]).
+pub(crate) fn serial_below() -> usize {
+    if POLLING.load(Ordering::Relaxed) > 0 { SERIAL_BELOW_POLLING } else { SERIAL_BELOW }
+}
+
+/// While a guard lives, the CPU kernels take rayon's idle workers to be polling for work rather
+/// than asleep — as the engine's token loop arranges with `EngineConfig::cpu_spin` — and fork
+/// loops from [`SERIAL_BELOW_POLLING`] elements of work instead of [`SERIAL_BELOW`], and
+/// GEMMs from a quarter of their usual size. A hint for speed only: results do not depend on
+/// it. It is process-wide (the kernels cannot tell which pool a caller runs on), so a guard
+/// held while the workers are in fact asleep makes small ops fork at the sleeping cost.
+#[derive(Debug)]
+pub struct PollingWorkers(());
+
+impl PollingWorkers {
+    /// Starts the hint; it ends when the guard drops.
+    pub fn start() -> Self {
+        POLLING.fetch_add(1, Ordering::Relaxed);
+        PollingWorkers(())
+    }
+}
+
+impl Drop for PollingWorkers {
+    fn drop(&mut self) {
+        POLLING.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Whether a [`PollingWorkers`] guard lives.
+pub(crate) fn polling() -> bool {
+    POLLING.load(Ordering::Relaxed) > 0
+}
+
 /// The `with_min_len` for a rayon loop of `work` elements: `usize::MAX` below
-/// [`SERIAL_BELOW`] (one piece, which rayon runs on the calling thread without forking), else
+/// [`serial_below`] (one piece, which rayon runs on the calling thread without forking), else
 /// 1 — and then the region is recorded ([`enter`]).
 pub(crate) fn min_len(work: usize) -> usize {
-    if work < SERIAL_BELOW {
+    if work < serial_below() {
         usize::MAX
     } else {
         enter();

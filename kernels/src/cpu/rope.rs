@@ -20,8 +20,10 @@ pub fn rope(
         RopeDirection::Forward => 1.0f32,
         RopeDirection::Inverse => -1.0,
     };
-    // Each chunk starts at one token (the last one may be shorter than token_stride).
-    let min = super::regions::min_len(shape.tokens * shape.num_heads * shape.head_dim);
+    // Each chunk starts at one token (the last one may be shorter than token_stride). A
+    // `sin_cos` costs about what 16 elements of a plain pass do.
+    let work = shape.tokens * (16 * half + shape.num_heads * shape.head_dim);
+    let min = super::regions::min_len(work);
     x.par_chunks_mut(shape.token_stride)
         .zip(&positions[..shape.tokens])
         .with_min_len(min)

@@ -10,7 +10,7 @@
 //! [`tree_decode_with`], is generic over the [`Tile`]; its fast twin
 //! [`fast::tree_decode`](super::fast::tree_decode) runs the same jobs on the in-place tile.
 
-use super::decode_tile::{Chunk, Gather, KvGeom, Tile, gather_q, run_greedy};
+use super::decode_tile::{Chunk, Gather, KvGeom, Tile, Worker, gather_q, run_greedy_parts};
 use crate::ops::WorkItem;
 
 /// The host arrays of a validated decode plan (see `ops::DecodeWorkHost`).
@@ -76,38 +76,38 @@ pub fn tree_decode_with<T: Tile>(
         (it.kv_end - it.kv_start).max(0) as usize * vectors.div_ceil(8)
     };
     tasks.sort_by_key(|t| std::cmp::Reverse(cost(t)));
-    let results: Vec<(Vec<f32>, Vec<f32>)> =
-        run_greedy(tasks.len(), |i, (sc, qt, lim): &mut (T::Scratch, Vec<f32>, Vec<i64>)| {
-            let (w, h) = tasks[i];
-            let it = &p.work[w];
-            let rows = it.row_begin as usize..it.row_end as usize;
-            gather_q(
-                q,
-                rows.clone().map(|r| p.row_to_q[r] as usize),
-                num_qo_heads,
-                group,
-                d,
-                h,
-                qt,
-            );
-            lim.clear();
-            let last = it.kv_end as i64 - 1;
-            for r in rows {
-                lim.extend(std::iter::repeat_n((p.q_pos[r] as i64).min(last), group));
-            }
-            let chunk = Chunk {
-                pages: &p.page_indices[it.page_begin as usize..it.page_end as usize],
-                kv_start: it.kv_start as usize,
-                kv_end: it.kv_end as usize,
-            };
-            let m = lim.len();
-            let (mut o, mut l) = (vec![0f32; m * d], vec![0f32; m]);
-            T::attend(&g.head(kv, h), &chunk, qt, lim, scale, &mut o, &mut l, sc);
-            (o, l)
-        });
-    let TreeOut { partial_o, partial_lse, out, mut lse } = dst;
-    for (&(w, h), (o, l)) in tasks.iter().zip(&results) {
+    let parts = run_greedy_parts(tasks.len(), |i, wk: &mut Worker<T::Scratch>| {
+        let (w, h) = tasks[i];
         let it = &p.work[w];
+        let rows = it.row_begin as usize..it.row_end as usize;
+        gather_q(
+            q,
+            rows.clone().map(|r| p.row_to_q[r] as usize),
+            num_qo_heads,
+            group,
+            d,
+            h,
+            &mut wk.qt,
+        );
+        wk.lim.clear();
+        let last = it.kv_end as i64 - 1;
+        for r in rows {
+            wk.lim.extend(std::iter::repeat_n((p.q_pos[r] as i64).min(last), group));
+        }
+        let chunk = Chunk {
+            pages: &p.page_indices[it.page_begin as usize..it.page_end as usize],
+            kv_start: it.kv_start as usize,
+            kv_end: it.kv_end as usize,
+        };
+        wk.attend::<T>(&g.head(kv, h), &chunk, scale)
+    });
+    let TreeOut { partial_o, partial_lse, out, mut lse } = dst;
+    // Each (row, head) output and (row, slot, head) partial state belongs to one task (the plan's
+    // contract, which `ops` validates), so the order the workers' results land in is free.
+    for (wk, &(i, at)) in parts.iter().flat_map(|(wk, done)| done.iter().map(move |x| (wk, x))) {
+        let (w, h) = tasks[i];
+        let it = &p.work[w];
+        let (o, l) = wk.result(at, (it.row_end - it.row_begin) as usize * group, d);
         for (i, (orow, &lv)) in o.chunks_exact(d).zip(l).enumerate() {
             let r = it.row_begin as usize + i / group;
             let head = h * group + i % group;

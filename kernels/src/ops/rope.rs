@@ -215,7 +215,13 @@ pub fn rope<'a>(
     match &dev.inner {
         Inner::Cpu => {
             let pos = &positions.view().cpu()[..s.tokens];
-            cpu::rope::rope(&mut x.cpu()[..need], pos, &inv_freq.cpu()[..half], &s, direction);
+            cpu::fast::rope::rope(
+                &mut x.cpu()[..need],
+                pos,
+                &inv_freq.cpu()[..half],
+                &s,
+                direction,
+            );
             Ok(())
         }
         #[cfg(feature = "cuda")]

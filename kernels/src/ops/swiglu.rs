@@ -24,7 +24,7 @@ pub fn swiglu<'a>(
     }
     match &dev.inner {
         Inner::Cpu => {
-            cpu::swiglu::swiglu(&gate.cpu()[..n], &up.cpu()[..n], &mut out.cpu()[..n]);
+            cpu::fast::swiglu::swiglu(&gate.cpu()[..n], &up.cpu()[..n], &mut out.cpu()[..n]);
             Ok(())
         }
         #[cfg(feature = "cuda")]

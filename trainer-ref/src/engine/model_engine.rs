@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tree_attn::PlanOptions;
 use tree_kv::{CacheConfig, PageCopy, TreeKvCache};
+use treepo_kernels::cpu::regions::PollingWorkers;
 use treepo_kernels::ops::{self, PageCopyJobs, PagedKvLayout, ROPE_MAX_POSITION};
 use treepo_kernels::{BackendKind, Device};
 use treepo_sampler::{
@@ -194,7 +195,9 @@ impl<'m> ModelEngine<'m> {
                 for _ in 1..rayon::current_num_threads() {
                     s.spawn(|_| poll_until(&done, home));
                 }
+                let hint = PollingWorkers::start();
                 let r = f(e);
+                drop(hint);
                 done.store(true, Ordering::Release);
                 r
             })

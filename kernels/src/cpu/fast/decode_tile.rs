@@ -340,12 +340,18 @@ pub(crate) fn row_offsets(
 ) {
     let (d, len) = (kv.head_dim, kv.data.len());
     off.clear();
-    for t in t0..t0 + bl {
-        let rel = t - chunk.kv_start;
-        let page = chunk.pages[rel / kv.page_size] as usize;
-        let k = kv.base + page * kv.stride_page + (rel % kv.page_size) * kv.stride_token;
-        assert!(k + d <= len && k + kv.stride_kv + d <= len, "K/V row out of the cache");
-        off.push(k);
+    // Page by page: one division for the block, not two per token.
+    let (mut rel, end) = (t0 - chunk.kv_start, t0 + bl - chunk.kv_start);
+    while rel < end {
+        let (page, slot) = (chunk.pages[rel / kv.page_size] as usize, rel % kv.page_size);
+        let n = (kv.page_size - slot).min(end - rel);
+        let first = kv.base + page.saturating_mul(kv.stride_page) + slot * kv.stride_token;
+        let last = first.saturating_add((n - 1) * kv.stride_token);
+        // The rows in between lie between the first and the last (saturated sums fail too).
+        let fits = last.saturating_add(kv.stride_kv + d) <= len;
+        assert!(fits, "K/V row out of the cache");
+        off.extend((0..n).map(|i| first + i * kv.stride_token));
+        rel += n;
     }
 }
 
