@@ -189,7 +189,27 @@ fn panel_weights(dev: &Device) {
     assert!(err.contains("B has 24 elements"), "{err}");
 }
 
+/// Products while the workers poll (`PollingWorkers`): on the CPU, single products of 32–256
+/// rows then split into row blocks across workers — odd row counts, every transpose, `beta`
+/// zero (poisoned C) and not. Other backends ignore the hint.
+fn while_workers_poll(dev: &Device) {
+    let mut rng = Rng::fresh("gemm polling");
+    let hint = treepo_kernels::cpu::regions::PollingWorkers::start();
+    for (m, n, k) in [(32, 128, 128), (33, 48, 70), (64, 128, 384), (100, 16, 300), (256, 64, 40)] {
+        for (ta, tb) in [
+            (Transpose::N, Transpose::N),
+            (Transpose::N, Transpose::T),
+            (Transpose::T, Transpose::N),
+        ] {
+            check(dev, GemmSpec::new(m, n, k, ta, tb), &mut rng);
+            check(dev, GemmSpec::new(m, n, k, ta, tb).scaled(0.5, 1.0), &mut rng);
+        }
+    }
+    drop(hint);
+}
+
 per_backend!(
+    while_workers_poll,
     panel_weights,
     shapes,
     batched_and_scaled,

@@ -7,6 +7,9 @@ use rayon::prelude::*;
 /// the workers poll: [`super::regions::PollingWorkers`]).
 const THREAD_MIN_WORK: usize = 1 << 18;
 
+/// Most rows of a product split into row blocks across workers (see `gemm_batched`).
+const ROW_SPLIT_MAX: usize = 256;
+
 /// [`THREAD_MIN_WORK`] now.
 fn thread_min_work() -> usize {
     if super::regions::polling() { THREAD_MIN_WORK / 4 } else { THREAD_MIN_WORK }
@@ -99,6 +102,22 @@ pub fn gemm_batched(
     if batch == 1 {
         let big = m * n * k >= thread_min_work();
         let threads = if big { rayon::current_num_threads() } else { 1 };
+        if threads > 1
+            && !b_panels
+            && (32..=ROW_SPLIT_MAX).contains(&m)
+            && super::regions::polling()
+        {
+            // Row blocks, one per worker, each a single-threaded product: the crate's own split
+            // of a short product leaves one worker idle for much of it.
+            let rows = m.div_ceil(threads).next_multiple_of(16);
+            super::regions::enter();
+            c[..m * n].par_chunks_mut(rows * n).enumerate().for_each(|(i, cb)| {
+                let (i0, mi) = (i * rows, cb.len() / n);
+                let ab = &a[i0 * a_strides.0..];
+                one(mi, n, k, ab, a_strides, b, (b_strides, false), cb, alpha, beta, 1);
+            });
+            return;
+        }
         one(m, n, k, a, a_strides, b, (b_strides, b_panels), c, alpha, beta, threads);
         return;
     }
