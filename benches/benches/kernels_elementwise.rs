@@ -3,6 +3,13 @@
 //! wgpu binds at most 128 MiB per storage buffer on common adapters, so its SwiGLU and
 //! embedding cases are smaller; a software adapter (lavapipe) samples 8 rows instead of 64.
 //! Sizes are in the case names.
+//!
+//! Before the criterion cases it prints, for the CPU's fast twins of SwiGLU, RoPE and RMSNorm's
+//! reduction, the time per call of the fast twin and of its readable reference at the engine's
+//! token-step shapes (64 rows of the demo model, C = 128, I = 384; and of the big one, C = 512,
+//! I = 1536), single-threaded, best of 7 batches, with the ratio (`TWIN` lines). RoPE is timed
+//! twice: at the positions of the previous call (the fast twin's table hit: every call of a
+//! forward pass after the first) and at new positions every call (a miss).
 
 use treepo_benches::{Work, bench, criterion, devices, is_software};
 use treepo_kernels::ops::{self, RopeDirection, RopeScaling, RopeShape, SampleParams};
@@ -124,8 +131,76 @@ fn run(c: &mut criterion::Criterion, dev: &Device) {
     g.finish();
 }
 
+/// Best time per call (seconds) of `f`, over 7 batches of `reps` calls.
+fn best(reps: usize, mut f: impl FnMut(usize)) -> f64 {
+    (0..7)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            for i in 0..reps {
+                f(i);
+            }
+            t.elapsed().as_secs_f64() / reps as f64
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// One `TWIN` line: reference vs fast time per call.
+fn twin_line(what: &str, reference: f64, fast: f64) {
+    println!(
+        "TWIN cpu {what}: reference {:.2} us, fast {:.2} us per call: {:.2}x",
+        reference * 1e6,
+        fast * 1e6,
+        reference / fast
+    );
+}
+
+/// The `TWIN` lines (module docs), on one thread.
+fn twins() {
+    use treepo_kernels::cpu::{fast, rmsnorm, rope, swiglu};
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+    pool.install(|| {
+        let mut rng = Rng::new(11);
+        for (c, i, heads, d) in [(128, 384, 4, 32), (512, 1536, 8, 64)] {
+            let rows = 64;
+            let (g, u) = (rng.normals(rows * i, 2.0), rng.normals(rows * i, 1.0));
+            let mut o = vec![0f32; rows * i];
+            let reference = best(200, |_| swiglu::swiglu(&g, &u, &mut o));
+            let quick = best(200, |_| fast::swiglu::swiglu(&g, &u, &mut o));
+            twin_line(&format!("swiglu {rows}x{i}"), reference, quick);
+
+            let s = RopeShape::contiguous(rows, heads, d);
+            let inv = ops::rope_inv_freq(d, 1e4, RopeScaling::None).expect("inv_freq");
+            let mut x = rng.normals(rows * heads * d, 1.0);
+            let pos: Vec<Vec<i32>> =
+                (0..2).map(|k| (0..rows).map(|r| (r * 7 + k) as i32).collect()).collect();
+            let fwd = RopeDirection::Forward;
+            let reference = best(200, |_| rope::rope(&mut x, &pos[0], &inv, &s, fwd));
+            let hit = best(200, |_| fast::rope::rope(&mut x, &pos[0], &inv, &s, fwd));
+            let miss = best(200, |k| fast::rope::rope(&mut x, &pos[k % 2], &inv, &s, fwd));
+            twin_line(&format!("rope {rows}x{heads}x{d}, table hit"), reference, hit);
+            twin_line(&format!("rope {rows}x{heads}x{d}, table miss"), reference, miss);
+
+            let (xn, w) = (rng.normals(rows * c, 1.0), rng.normals(c, 1.0));
+            let mut y = vec![0f32; rows * c];
+            let lanes = best(500, |_| rmsnorm::rmsnorm(&xn, &w, &mut y, None, c, 1e-6));
+            // The reduction the norm had before its 16 lanes: one running sum per row.
+            let serial = best(500, |_| {
+                for (yr, xr) in y.chunks_mut(c).zip(xn.chunks(c)) {
+                    let ss: f32 = xr.iter().map(|v| v * v).sum();
+                    let inv = 1.0 / (ss / c as f32 + 1e-6).sqrt();
+                    for ((yv, xv), wv) in yr.iter_mut().zip(xr).zip(&w) {
+                        *yv = xv * inv * wv;
+                    }
+                }
+            });
+            twin_line(&format!("rmsnorm {rows}x{c} (one running sum vs 16 lanes)"), serial, lanes);
+        }
+    });
+}
+
 fn main() {
     treepo_benches::print_load_once();
+    twins();
     let mut c = criterion();
     for dev in devices() {
         run(&mut c, &dev);
