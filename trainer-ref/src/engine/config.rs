@@ -40,7 +40,9 @@ pub struct EngineConfig {
     /// cores busy for the call's duration (they run other rayon work they find meanwhile), and
     /// on an oversubscribed machine a poller takes time slices from the thread it waits for:
     /// turn it off where the cores are shared with other busy processes. llama.cpp's thread
-    /// pool polls between a graph's ops for the same reason.
+    /// pool polls between a graph's ops for the same reason. While it polls, the engine holds
+    /// `treepo_kernels::cpu::regions::PollingWorkers`, so the CPU kernels split smaller loops
+    /// and GEMMs across the workers (a fork-join then costs ~1 µs).
     pub cpu_spin: bool,
     /// CPU only: store the large linear weights in the weight GEMM's panel order where the CPU
     /// runs that kernel (AVX-512F; default `true`; see `engine::weights`). `false` keeps every
