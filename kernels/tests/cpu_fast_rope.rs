@@ -98,6 +98,13 @@ fn the_table_follows_positions_and_frequencies() {
         fast::rope::rope(&mut got, pos, inv, &s, RopeDirection::Forward);
         assert_eq!(got, twin, "fast rope after a table change differs from the twin");
     }
+    // One token whose stride is 0 (`ops::rope` checks the stride only between tokens).
+    let s1 = RopeShape { tokens: 1, num_heads: 2, head_dim: 32, token_stride: 0, head_stride: 40 };
+    let (mut twin, mut got) = (x[..72].to_vec(), x[..72].to_vec());
+    rope::rope(&mut twin, &pos_a[..1], &inv_a, &s1, RopeDirection::Forward);
+    fast::rope::rope(&mut got, &pos_a[..1], &inv_a, &s1, RopeDirection::Forward);
+    assert_eq!(got, twin, "fast rope of one token with stride 0 differs from the twin");
+    assert_ne!(got, x[..72].to_vec(), "one token with stride 0 was not rotated");
     // Fewer tokens than the table holds: a prefix of the positions is another key.
     let s8 = RopeShape::contiguous(8, 2, 32);
     let (mut twin, mut got) = (x[..8 * 64].to_vec(), x[..8 * 64].to_vec());

@@ -1,11 +1,11 @@
 //! The fast SwiGLU (`cpu::fast::swiglu`, what `ops::swiglu` runs on the CPU) against its readable
 //! twin (`cpu::swiglu`) and both against f64, on fresh random inputs with NaN-poisoned outputs:
-//! lengths around the 16- and 8-lane vectors and past the 16 Ki-element chunks (the parallel
-//! path), gates from N(0, 4²) and the edges of f32's `exp` range, infinities and NaN. Each check
+//! lengths around the 16- and 8-lane vectors, past the 4 Ki-element chunks and past 2¹⁶
+//! elements (the parallel path), gates from N(0, 4²) and the edges of f32's `exp` range, infinities and NaN. Each check
 //! prints its maximum absolute error (`cargo test … cpu_fast_swiglu -- --nocapture`).
 
 use treepo_kernels::Element;
-use treepo_kernels::cpu::{fast, swiglu};
+use treepo_kernels::cpu::{fast, math, swiglu};
 use treepo_kernels::testing::{Rng, Tol, assert_close};
 
 /// silu(a)·u in f64 (`a / (1 + e^−a)`).
@@ -17,8 +17,9 @@ fn want(gate: &[f32], up: &[f32]) -> Vec<f64> {
 fn case(what: &str, gate: &[f32], up: &[f32]) {
     let n = gate.len();
     let reference = want(gate, up);
-    // A few ulps of the output, and 1e-36 absolute for silu's tail below a = -88 (module docs).
-    let tol = Tol { atol: 1e-36, rtol: 4e-7 * 4.0 };
+    // A few ulps of the output, and 1e-35 absolute for silu's tail below a = -88 (module docs:
+    // there fast gives -0 where silu(a)·u is up to ~5e-37·|u|).
+    let tol = Tol { atol: 1e-35, rtol: 4e-7 * 4.0 };
     let mut twin = vec![f32::POISON; n];
     swiglu::swiglu(gate, up, &mut twin);
     let e_twin = assert_close(&format!("{what}: twin vs f64"), &twin, &reference, tol);
@@ -88,7 +89,7 @@ fn exp_is_accurate_over_its_range() {
     let mut x = -87.0f32;
     while x <= 88.0 {
         let want = (x as f64).exp();
-        let rel = ((fast::swiglu::exp(x) as f64 - want) / want).abs();
+        let rel = ((math::exp(x) as f64 - want) / want).abs();
         if rel > worst.0 {
             worst = (rel, x);
         }
@@ -96,7 +97,7 @@ fn exp_is_accurate_over_its_range() {
     }
     println!("fast exp: max relative error {:.2e} at x = {}", worst.0, worst.1);
     assert!(worst.0 < 4e-7, "fast exp relative error {:.2e} at x = {}", worst.0, worst.1);
-    assert_eq!(fast::swiglu::exp(-87.5), 0.0);
-    assert_eq!(fast::swiglu::exp(88.5), f32::INFINITY);
-    assert!(fast::swiglu::exp(f32::NAN).is_nan());
+    assert_eq!(math::exp(-87.5), 0.0);
+    assert_eq!(math::exp(88.5), f32::INFINITY);
+    assert!(math::exp(f32::NAN).is_nan());
 }

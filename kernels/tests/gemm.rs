@@ -189,23 +189,68 @@ fn panel_weights(dev: &Device) {
     assert!(err.contains("B has 24 elements"), "{err}");
 }
 
-/// Products while the workers poll (`PollingWorkers`): on the CPU, single products of 32–256
-/// rows then split into row blocks across workers — odd row counts, every transpose, `beta`
-/// zero (poisoned C) and not. Other backends ignore the hint.
+/// Products while the workers poll (`PollingWorkers`), in a 4-thread pool: on the CPU, single
+/// products of 32–256 rows and `k <= 512` then split into row blocks across the workers. Each
+/// result matches f64 and has the same bits as without the hint (the row split is
+/// bit-neutral, `cpu::gemm`); odd row counts (a 1-row last block is not split), `k` past 512
+/// (not split), every transpose, `beta` zero (poisoned C) and not. Other backends ignore the
+/// hint.
 fn while_workers_poll(dev: &Device) {
     let mut rng = Rng::fresh("gemm polling");
-    let hint = treepo_kernels::cpu::regions::PollingWorkers::start();
-    for (m, n, k) in [(32, 128, 128), (33, 48, 70), (64, 128, 384), (100, 16, 300), (256, 64, 40)] {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
+    let shapes = [
+        (32, 128, 128),
+        (33, 48, 70),
+        (64, 128, 384),
+        (65, 16, 512),
+        (100, 16, 300),
+        (256, 64, 40),
+        (64, 32, 600),
+    ];
+    for (m, n, k) in shapes {
         for (ta, tb) in [
             (Transpose::N, Transpose::N),
             (Transpose::N, Transpose::T),
             (Transpose::T, Transpose::N),
+            (Transpose::T, Transpose::T),
         ] {
-            check(dev, GemmSpec::new(m, n, k, ta, tb), &mut rng);
-            check(dev, GemmSpec::new(m, n, k, ta, tb).scaled(0.5, 1.0), &mut rng);
+            for s in
+                [GemmSpec::new(m, n, k, ta, tb), GemmSpec::new(m, n, k, ta, tb).scaled(0.5, 1.0)]
+            {
+                let a = rng.normals(m * k, 1.0);
+                let b = rng.normals(k * n, 1.0);
+                let c0 =
+                    if s.beta == 0.0 { vec![f32::NAN; m * n] } else { rng.normals(m * n, 1.0) };
+                let run = |hint: bool| {
+                    let (da, db, mut dc) = (
+                        dev.upload(&a).unwrap(),
+                        dev.upload(&b).unwrap(),
+                        dev.upload(&c0).unwrap(),
+                    );
+                    pool.install(|| {
+                        let guard = hint.then(treepo_kernels::cpu::regions::PollingWorkers::start);
+                        gemm(dev, &da, &db, &mut dc, &s).unwrap();
+                        drop(guard);
+                    });
+                    dev.download(&dc).unwrap()
+                };
+                let (with, without) = (run(true), run(false));
+                let tol = Tol { atol: 2e-5 * (k as f64).sqrt() * 4.0, rtol: 1e-4 };
+                let err = assert_close(
+                    &format!("{s:?} polling"),
+                    &with,
+                    &reference(&s, &a, &b, &c0),
+                    tol,
+                );
+                let same = with.iter().zip(&without).all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "{s:?}: the polling hint changed the bits");
+                eprintln!(
+                    "gemm polling m={m} n={n} k={k} {ta:?}{tb:?} beta={}: max err {err:e}",
+                    s.beta
+                );
+            }
         }
     }
-    drop(hint);
 }
 
 per_backend!(

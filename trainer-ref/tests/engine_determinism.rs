@@ -24,12 +24,22 @@ fn run_batch(model: &Model, rows: usize, p: &DecodeParams) -> Vec<SegmentOutput>
 }
 
 fn run_batch_with(model: &Model, cfg: EngineConfig, p: &DecodeParams) -> Vec<SegmentOutput> {
+    run_forks(model, cfg, p, 4)
+}
+
+/// Two prompts, `forks` leaves each, one 12-token segment.
+fn run_forks(
+    model: &Model,
+    cfg: EngineConfig,
+    p: &DecodeParams,
+    forks: usize,
+) -> Vec<SegmentOutput> {
     let mut e = ModelEngine::new(model, cfg).unwrap();
     let ps = prompts();
     let roots = e.prefill(&[&ps[0], &ps[1]]).unwrap();
     let mut reqs = Vec::new();
     for (q, &root) in roots.iter().enumerate() {
-        for (i, k) in e.fork(root, 4).unwrap().into_iter().enumerate() {
+        for (i, k) in e.fork(root, forks).unwrap().into_iter().enumerate() {
             reqs.push(req(k, q as u64, &[i as u32], 0, 12));
         }
     }
@@ -96,7 +106,8 @@ fn greedy_follows_the_argmax(dev: &Device) {
 }
 
 /// The CPU engine's polling workers (`EngineConfig::cpu_spin`) change scheduling only: the same
-/// batch with them on and off gives bit-identical outputs — also when three engines decode at
+/// batch with them on and off gives bit-identical outputs — also at 40 rows, where the CPU
+/// GEMMs split into row blocks while the workers poll — and when three engines decode at
 /// once from three threads (their calls share rayon's pool: a polling worker may run another
 /// engine's work, and the engine's own thread must never wait on a poller stacked above it).
 #[test]
@@ -107,6 +118,10 @@ fn polling_workers_change_nothing_and_share_the_pool() {
     let with = |spin: bool| EngineConfig { cpu_spin: spin, ..config(256) };
     let off = run_batch_with(&model, with(false), &p);
     assert_eq!(run_batch_with(&model, with(true), &p), off, "cpu_spin on vs off");
+    // The demo model's width: its o and down projections (40 × 128 × 128 and × 384) split.
+    let demo = random_model(&dev, treepo_trainer::model::ModelConfig::tiny(V), 34, 0.3);
+    let wide = run_forks(&demo, with(false), &p, 20);
+    assert_eq!(run_forks(&demo, with(true), &p, 20), wide, "cpu_spin on vs off, 40 rows");
     std::thread::scope(|s| {
         let runs: Vec<_> = (0..3)
             .map(|_| s.spawn(|| (0..4).map(|_| run_batch_with(&model, with(true), &p)).collect()))

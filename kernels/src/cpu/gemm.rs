@@ -10,6 +10,29 @@ const THREAD_MIN_WORK: usize = 1 << 18;
 /// Most rows of a product split into row blocks across workers (see `gemm_batched`).
 const ROW_SPLIT_MAX: usize = 256;
 
+/// Whether row blocks of `rows` give the same bits as the whole `m`-row product. With A and B
+/// both row-major (`a_cs == b_cs == 1`: the engine's activations times a `[k, n]` weight) the
+/// crate computes each output as `alpha·C + beta·Σₚ a·b`, summed in `p` order by its
+/// micro-kernel whatever the block, as long as the k-block `kc` is the whole `k` (the crate's
+/// `kc` is `min(k, 512)` for small products and at least 512 otherwise: `k <= 512` makes both
+/// `k`), no block is a single row (the crate's GEMV adds into C one `p` at a time) and `k > 2`
+/// (its outer-product path). Other layouts can reach the crate's dot-product path for small
+/// blocks, which sums in lanes. `tests/gemm.rs` compares the bits with and without the split.
+fn row_split_keeps_bits(
+    m: usize,
+    (n, k): (usize, usize),
+    a_cs: usize,
+    b_cs: usize,
+    rows: usize,
+) -> bool {
+    (32..=ROW_SPLIT_MAX).contains(&m)
+        && a_cs == 1
+        && b_cs == 1
+        && n >= 2
+        && (3..=512).contains(&k)
+        && m % rows != 1
+}
+
 /// [`THREAD_MIN_WORK`] now.
 fn thread_min_work() -> usize {
     if super::regions::polling() { THREAD_MIN_WORK / 4 } else { THREAD_MIN_WORK }
@@ -20,7 +43,7 @@ fn thread_min_work() -> usize {
 /// `b[p*b_rs + j*b_cs]`, C is row-major `m×n` with leading dimension `n`.
 /// `beta == 0` ignores C's previous contents (NaN-safe).
 #[allow(clippy::too_many_arguments)]
-pub fn gemm_strided(
+pub(crate) fn gemm_strided(
     m: usize,
     n: usize,
     k: usize,
@@ -102,14 +125,14 @@ pub fn gemm_batched(
     if batch == 1 {
         let big = m * n * k >= thread_min_work();
         let threads = if big { rayon::current_num_threads() } else { 1 };
+        let rows = m.div_ceil(threads).next_multiple_of(16);
         if threads > 1
             && !b_panels
-            && (32..=ROW_SPLIT_MAX).contains(&m)
+            && row_split_keeps_bits(m, (n, k), a_strides.1, b_strides.1, rows)
             && super::regions::polling()
         {
             // Row blocks, one per worker, each a single-threaded product: the crate's own split
             // of a short product leaves one worker idle for much of it.
-            let rows = m.div_ceil(threads).next_multiple_of(16);
             super::regions::enter();
             c[..m * n].par_chunks_mut(rows * n).enumerate().for_each(|(i, cb)| {
                 let (i0, mi) = (i * rows, cb.len() / n);

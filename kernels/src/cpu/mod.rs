@@ -14,6 +14,7 @@ pub mod fill;
 pub mod gather_logprob;
 pub mod gemm;
 pub mod logit_mask;
+pub mod math;
 pub mod merge_states;
 pub mod packed_attention_bwd;
 pub mod packed_attention_fwd;

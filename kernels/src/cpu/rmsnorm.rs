@@ -35,7 +35,7 @@ pub fn rmsnorm(
 /// running sum (strict order) is a chain of dependent adds, which made the norms of a batch-64
 /// decode step at C = 128 cost more than its attention per element (`docs/engine.md`). The
 /// order is fixed, so results do not depend on the CPU or thread count.
-pub fn sum_squares_f32(x: &[f32]) -> f32 {
+pub(crate) fn sum_squares_f32(x: &[f32]) -> f32 {
     let mut lanes = [0f32; 16];
     let mut chunks = x.chunks_exact(16);
     for c in &mut chunks {

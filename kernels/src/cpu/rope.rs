@@ -24,7 +24,7 @@ pub fn rope(
     // `sin_cos` costs about what 16 elements of a plain pass do.
     let work = shape.tokens * (16 * half + shape.num_heads * shape.head_dim);
     let min = super::regions::min_len(work);
-    x.par_chunks_mut(shape.token_stride)
+    x.par_chunks_mut(shape.token_stride.max(extent(shape)))
         .zip(&positions[..shape.tokens])
         .with_min_len(min)
         .for_each(|(xt, &pos)| {
@@ -39,4 +39,11 @@ pub fn rope(
                 }
             }
         });
+}
+
+/// Elements from a token's first head to the end of its last: `(num_heads − 1)·head_stride +
+/// head_dim`, at least 1 (`ops::rope` checks `token_stride` against it when there are several
+/// tokens).
+pub(crate) fn extent(shape: &RopeShape) -> usize {
+    (shape.num_heads.saturating_sub(1) * shape.head_stride + shape.head_dim).max(1)
 }

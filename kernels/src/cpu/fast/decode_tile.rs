@@ -345,11 +345,15 @@ pub(crate) fn row_offsets(
     while rel < end {
         let (page, slot) = (chunk.pages[rel / kv.page_size] as usize, rel % kv.page_size);
         let n = (kv.page_size - slot).min(end - rel);
-        let first = kv.base + page.saturating_mul(kv.stride_page) + slot * kv.stride_token;
-        let last = first.saturating_add((n - 1) * kv.stride_token);
-        // The rows in between lie between the first and the last (saturated sums fail too).
-        let fits = last.saturating_add(kv.stride_kv + d) <= len;
-        assert!(fits, "K/V row out of the cache");
+        // Checked: the rows in between lie between the first and the last only without wrap.
+        let first = page
+            .checked_mul(kv.stride_page)
+            .and_then(|p| p.checked_add(kv.base))
+            .and_then(|p| p.checked_add(slot.checked_mul(kv.stride_token)?));
+        let last = first.and_then(|f| f.checked_add((n - 1).checked_mul(kv.stride_token)?));
+        let v_end = last.and_then(|l| l.checked_add(kv.stride_kv)?.checked_add(d));
+        let (Some(first), Some(v_end)) = (first, v_end) else { panic!("K/V row out of the cache") };
+        assert!(v_end <= len, "K/V row out of the cache");
         off.extend((0..n).map(|i| first + i * kv.stride_token));
         rel += n;
     }

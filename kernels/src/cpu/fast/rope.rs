@@ -6,13 +6,15 @@
 //!   every layer at the same positions: the engine's token step of the demo model made 8 calls
 //!   where one table serves (under `perf`, libm's `sin_cos` was most of RoPE's time, and RoPE
 //!   a twelfth of the step: `docs/engine.md`). A hit costs a comparison of the positions and
-//!   frequencies; a miss what the twin costs, plus the table's writes;
+//!   frequencies; a miss what the twin costs, plus the table's writes. The table
+//!   (`8 · tokens · head_dim / 2` bytes) stays allocated on its thread until the next call;
 //! * the rotation of a head runs as contiguous loops over its pairs, which vectorize.
 
 use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+use crate::cpu::rope::extent;
 use crate::ops::{RopeDirection, RopeShape};
 
 /// The sin/cos of the last call on this thread, and what they were computed for.
@@ -38,15 +40,21 @@ impl Table {
             return;
         }
         let half = inv_freq.len();
+        // The key is written last: a panic in between leaves an empty key, never a stale one.
         self.positions.clear();
-        self.positions.extend_from_slice(positions);
         self.inv_freq_bits.clear();
-        self.inv_freq_bits.extend(inv_freq.iter().map(|f| f.to_bits()));
         self.sin.resize(positions.len() * half, 0.0);
         self.cos.resize(positions.len() * half, 0.0);
-        if half == 0 {
-            return;
+        if half > 0 {
+            self.compute(positions, inv_freq);
         }
+        self.positions.extend_from_slice(positions);
+        self.inv_freq_bits.extend(inv_freq.iter().map(|f| f.to_bits()));
+    }
+
+    /// The table's values for `positions × inv_freq` (sized already).
+    fn compute(&mut self, positions: &[i32], inv_freq: &[f32]) {
+        let half = inv_freq.len();
         // A `sin_cos` costs about what 16 elements of a plain pass do.
         let min = crate::cpu::regions::min_len(16 * positions.len() * half);
         self.sin
@@ -103,8 +111,9 @@ fn rotate(x: &mut [f32], sin: &[f32], cos: &[f32], shape: &RopeShape, direction:
         RopeDirection::Inverse => -1.0,
     };
     let min = crate::cpu::regions::min_len(shape.tokens * shape.num_heads * shape.head_dim);
-    // Each chunk starts at one token (the last one may be shorter than token_stride).
-    x.par_chunks_mut(shape.token_stride)
+    // Each chunk starts at one token (the last one may be shorter than token_stride; a single
+    // token's stride may be anything, even 0: its chunk is then its heads' extent).
+    x.par_chunks_mut(shape.token_stride.max(extent(shape)))
         .zip(sin.par_chunks(half).zip(cos.par_chunks(half)))
         .with_min_len(min)
         .for_each(|(xt, (sn, cs))| {
