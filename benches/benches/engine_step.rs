@@ -18,7 +18,8 @@
 //!
 //! It also prints, per model, the GFLOP/s of the step's GEMM shapes (m = 1, 4, 16, 64) in each
 //! weight layout on one hot weight, and at m = 64 with the weights streamed from memory (`[k,n]`
-//! against panel order, where the CPU runs the weight GEMM): what the engine's layout rule (`engine::weights`) rests on.
+//! against panel order, where the CPU runs the weight GEMM): what the engine's layout rule
+//! (`engine::weights`) rests on.
 //!
 //! Run: `cargo bench -p treepo-benches --bench engine_step` (`-- demo` or `-- big` for one
 //! model; `-- demo profile` times only the token steps, 20 times as many, for `perf`;

@@ -93,28 +93,14 @@ pub fn gather_q(
     }
 }
 
-/// Runs `job(i, worker state)` for every task `i in 0..n` on rayon's workers and returns the
-/// results in task order. Each worker takes the next unstarted task from a shared counter
+/// Runs `job(i, worker state)` for every task `i in 0..n` on rayon's workers and returns what
+/// each worker ran: its final state and its `(task, result)` pairs, in the order it ran them
+/// (every task in exactly one part). Each worker takes the next unstarted task from a shared counter
 /// (greedy list scheduling), so when callers order their tasks largest first (as the decode job
 /// loops do) the few heavy tasks of a shared prefix start first, on different workers, and the
 /// light ones fill in around them. (A plain `par_iter` splits the list into contiguous halves
 /// and steals the far, light end first, which runs adjacent heavy tasks on one thread.)
 pub fn run_greedy<S: Default + Send, R: Send>(
-    n: usize,
-    job: impl Fn(usize, &mut S) -> R + Sync,
-) -> Vec<R> {
-    let mut out: Vec<Option<R>> = (0..n).map(|_| None).collect();
-    for (_, done) in run_greedy_parts(n, job) {
-        for (i, r) in done {
-            out[i] = Some(r);
-        }
-    }
-    out.into_iter().map(|r| r.expect("every task ran once")).collect()
-}
-
-/// [`run_greedy`] that hands back what each worker ran: its final state and its `(task,
-/// result)` pairs, in the order it ran them. Every task appears in exactly one part.
-pub fn run_greedy_parts<S: Default + Send, R: Send>(
     n: usize,
     job: impl Fn(usize, &mut S) -> R + Sync,
 ) -> Vec<(S, Vec<(usize, R)>)> {

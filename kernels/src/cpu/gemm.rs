@@ -101,9 +101,10 @@ pub(crate) fn gemm_strided(
 
 /// Batched form: `batch` independent GEMMs whose A, B, C start `stride_*` elements apart (a
 /// stride of 0 shares one operand across the batch, as the engine's fused q|k|v and gate|up
-/// launches do); `b_panels`: each B in panel order ([`super::weight_gemm`]). Several batches run in parallel, each single-threaded — one fork-join for the
-/// call — unless their total work is below `THREAD_MIN_WORK`: then they run one after the
-/// other on the calling thread (a fork-join costs more than such products).
+/// launches do); `b_panels`: each B in panel order ([`super::weight_gemm`]). Several batches
+/// run in parallel, each single-threaded — one fork-join for the call — unless their total
+/// work is below `THREAD_MIN_WORK`: then they run one after the other on the calling thread (a
+/// fork-join costs more than such products).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_batched(
     batch: usize,

@@ -2,9 +2,9 @@
 
 /// `e^x` in f32 for any `x`: `x = n·ln2 + r` with `n` an integer (Cody–Waite split of ln 2,
 /// so `r` is exact to an ulp), `e^r` by a degree-7 Taylor polynomial on `|r| <= ln2/2`, `2^n`
-/// by exponent bits. Relative error below 4e-7 on `[−87, 88]` (9e-8 measured by the tests); 0 below
-/// −87 (where the true value is below 1.7e-38, at the bottom of f32's normal range), +∞ above
-/// 88 (f32's range ends at 88.72); NaN stays NaN.
+/// by exponent bits. Relative error below 4e-7 on `[−87, 88]` (9e-8 measured by the tests); 0
+/// below −87 (where the true value is below 1.7e-38, at the bottom of f32's normal range), +∞
+/// above 88 (f32's range ends at 88.72); NaN stays NaN.
 /// Branch-free (selects) and free of float→int casts (the integer `n` is read from the bits of
 /// `y + 1.5·2^23`), so loops over it vectorize.
 #[inline(always)]

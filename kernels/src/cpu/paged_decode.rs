@@ -10,7 +10,7 @@
 //! [`fast::paged_decode`](super::fast::paged_decode) runs the same jobs on the in-place tile, so
 //! the naive baseline and the tree kernel always share one tile.
 
-use super::decode_tile::{Chunk, Gather, KvGeom, Tile, Worker, gather_q, run_greedy_parts};
+use super::decode_tile::{Chunk, Gather, KvGeom, Tile, Worker, gather_q, run_greedy};
 
 /// The host arrays of a validated page table (see `ops::PageTableHost`).
 #[derive(Clone, Copy, Debug)]
@@ -64,7 +64,7 @@ pub fn paged_decode_with<T: Tile>(
         (t.indptr[s + 1] - t.indptr[s]) as usize * (rows * group).div_ceil(8)
     };
     tasks.sort_by_key(|t| std::cmp::Reverse(cost(t)));
-    let parts = run_greedy_parts(tasks.len(), |i, wk: &mut Worker<T::Scratch>| {
+    let parts = run_greedy(tasks.len(), |i, wk: &mut Worker<T::Scratch>| {
         let (s, h) = tasks[i];
         let (r0, r1) = (t.q_indptr[s] as usize, t.q_indptr[s + 1] as usize);
         let (p0, p1) = (t.indptr[s] as usize, t.indptr[s + 1] as usize);

@@ -46,8 +46,8 @@ pub(crate) fn serial_below() -> usize {
 /// While a guard lives, the CPU kernels take rayon's idle workers to be polling for work rather
 /// than asleep — as the engine's token loop arranges with `EngineConfig::cpu_spin` — and fork
 /// loops from 2¹³ elements of work instead of 2¹⁶, GEMMs from 2¹⁶ multiply-adds instead of 2¹⁸,
-/// and split a single GEMM of 32–256 rows into row blocks across the workers. A hint for speed
-/// only: results do not depend on it. It is process-wide (the kernels cannot tell which pool a
+/// and split a single GEMM of 32–256 rows into row blocks across the workers where that keeps
+/// the bits (`cpu::gemm`). A hint for speed only: results do not depend on it. It is process-wide (the kernels cannot tell which pool a
 /// caller runs on), so a guard held while the workers are in fact asleep makes small ops fork
 /// at the sleeping cost.
 #[derive(Debug)]

@@ -15,11 +15,7 @@ pub fn rope(
     shape: &RopeShape,
     direction: RopeDirection,
 ) {
-    let half = shape.head_dim / 2;
-    let sign = match direction {
-        RopeDirection::Forward => 1.0f32,
-        RopeDirection::Inverse => -1.0,
-    };
+    let (half, sign) = (shape.head_dim / 2, sign(direction));
     // Each chunk starts at one token (the last one may be shorter than token_stride). A
     // `sin_cos` costs about what 16 elements of a plain pass do.
     let work = shape.tokens * (16 * half + shape.num_heads * shape.head_dim);
@@ -46,4 +42,12 @@ pub fn rope(
 /// tokens).
 pub(crate) fn extent(shape: &RopeShape) -> usize {
     (shape.num_heads.saturating_sub(1) * shape.head_stride + shape.head_dim).max(1)
+}
+
+/// The factor on `sin`: 1 for [`RopeDirection::Forward`], −1 for [`RopeDirection::Inverse`].
+pub(crate) fn sign(direction: RopeDirection) -> f32 {
+    match direction {
+        RopeDirection::Forward => 1.0,
+        RopeDirection::Inverse => -1.0,
+    }
 }

@@ -10,7 +10,7 @@
 //! [`tree_decode_with`], is generic over the [`Tile`]; its fast twin
 //! [`fast::tree_decode`](super::fast::tree_decode) runs the same jobs on the in-place tile.
 
-use super::decode_tile::{Chunk, Gather, KvGeom, Tile, Worker, gather_q, run_greedy_parts};
+use super::decode_tile::{Chunk, Gather, KvGeom, Tile, Worker, gather_q, run_greedy};
 use crate::ops::WorkItem;
 
 /// The host arrays of a validated decode plan (see `ops::DecodeWorkHost`).
@@ -76,7 +76,7 @@ pub fn tree_decode_with<T: Tile>(
         (it.kv_end - it.kv_start).max(0) as usize * vectors.div_ceil(8)
     };
     tasks.sort_by_key(|t| std::cmp::Reverse(cost(t)));
-    let parts = run_greedy_parts(tasks.len(), |i, wk: &mut Worker<T::Scratch>| {
+    let parts = run_greedy(tasks.len(), |i, wk: &mut Worker<T::Scratch>| {
         let (w, h) = tasks[i];
         let it = &p.work[w];
         let rows = it.row_begin as usize..it.row_end as usize;

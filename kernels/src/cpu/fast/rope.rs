@@ -14,7 +14,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use crate::cpu::rope::extent;
+use crate::cpu::rope::{extent, sign};
 use crate::ops::{RopeDirection, RopeShape};
 
 /// The sin/cos of the last call on this thread, and what they were computed for.
@@ -106,10 +106,7 @@ fn rotate(x: &mut [f32], sin: &[f32], cos: &[f32], shape: &RopeShape, direction:
     if half == 0 {
         return;
     }
-    let sign = match direction {
-        RopeDirection::Forward => 1.0f32,
-        RopeDirection::Inverse => -1.0,
-    };
+    let sign = sign(direction);
     let min = crate::cpu::regions::min_len(shape.tokens * shape.num_heads * shape.head_dim);
     // Each chunk starts at one token (the last one may be shorter than token_stride; a single
     // token's stride may be anything, even 0: its chunk is then its heads' extent).
