@@ -128,6 +128,12 @@ fn tile_matches_reference_twin_and_f64() {
         // A range of exactly one block, and one of one token.
         tile_case(&mut rng, k, 16, 128, false, 0, decode_tile::BLOCK);
         tile_case(&mut rng, k, 4, 128, true, 1, 1);
+        // Every short length at the demo model's shape (a leaf's GQA pair, d = 32): the row
+        // tile's groups of 8 scores, padded exponential and even/odd token accumulators.
+        for len in 1..=33 {
+            let start = rng.below(2);
+            tile_case(&mut rng, k, 2, 32, false, start, len);
+        }
     }
     assert!(ran >= 1, "no kernel set ran");
     // What `attend` (the `InPlace` tile) picks, end to end.

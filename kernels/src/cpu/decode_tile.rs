@@ -93,36 +93,83 @@ pub fn gather_q(
     }
 }
 
-/// Runs `job(i, worker state)` for every task `i in 0..n` on rayon's workers and returns what
-/// each worker ran: its final state and its `(task, result)` pairs, in the order it ran them
-/// (every task in exactly one part). Each worker takes the next unstarted task from a shared counter
-/// (greedy list scheduling), so when callers order their tasks largest first (as the decode job
-/// loops do) the few heavy tasks of a shared prefix start first, on different workers, and the
-/// light ones fill in around them. (A plain `par_iter` splits the list into contiguous halves
-/// and steals the far, light end first, which runs adjacent heavy tasks on one thread.)
-pub fn run_greedy<S: Default + Send, R: Send>(
-    n: usize,
+/// Runs `job(i, worker state)` for every task `i` of `costs` (one estimate per task) on rayon's
+/// workers and returns what each worker ran: its final state and its `(task, result)` pairs,
+/// in the order it ran them (every task in exactly one part).
+///
+/// *Heavy tasks first.* A task of more than half a worker's share of the total cost (each
+/// task counts `cost + 1`) — a long shared prefix's, many times a leaf's — is heavy: the
+/// workers take the heavy tasks first, largest first, from one shared list, so they start at
+/// once on different workers (greedy list scheduling). In one contiguous part the two KV heads
+/// of a 1k-token prefix ran one after the other (`--bench tree_decode`, 16 × (1k + 64): 3.2×
+/// naive fell to 2.55×).
+///
+/// *Affinity.* Callers list their tasks in query-row order. The light tasks are cut into one
+/// contiguous part per worker of near-equal total cost, and the calling thread runs part 0:
+/// the first rows, whose queries and new K/V rows it wrote itself in the ops before (rayon
+/// runs the first half of every split inline on the caller, as the row-split GEMM and the
+/// elementwise loops do). Handing every task out from one counter made each worker read
+/// about half its rows from the other core's cache: at 64 leaves of the demo model a task took
+/// longer on two threads than on one (`docs/engine.md`).
+///
+/// *Balance.* Within a part the heaviest task runs first; a worker done with its part takes
+/// the next unstarted task of the other parts, from the next part on.
+pub fn run_affine<S: Default + Send, R: Send>(
+    costs: &[u64],
     job: impl Fn(usize, &mut S) -> R + Sync,
 ) -> Vec<(S, Vec<(usize, R)>)> {
     use rayon::prelude::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let next = AtomicUsize::new(0);
+    let n = costs.len();
     let workers = rayon::current_num_threads().clamp(1, n.max(1));
+    let weight = |i: usize| u128::from(costs[i]) + 1;
+    let total: u128 = (0..n).map(weight).sum();
+    let is_heavy = |i: usize| weight(i) * 2 * workers as u128 > total;
+    // `order`: the heavy tasks, largest first, then the light ones in parts; `ends[0]` ends the
+    // heavy list and `ends[1 + w]` part `w` (each list starts where the one before ends).
+    let mut order: Vec<usize> = (0..n).filter(|&i| is_heavy(i)).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(costs[i]));
+    let mut ends = vec![order.len(); workers + 1];
+    let light_total: u128 = (0..n).filter(|&i| !is_heavy(i)).map(weight).sum();
+    let (mut acc, mut w) = (0u128, 0);
+    for i in (0..n).filter(|&i| !is_heavy(i)) {
+        order.push(i);
+        acc += weight(i);
+        while w + 1 < workers && acc * workers as u128 >= light_total * (w as u128 + 1) {
+            ends[1 + w] = order.len();
+            w += 1;
+        }
+    }
+    for e in &mut ends[1 + w..] {
+        *e = n;
+    }
+    for l in 1..=workers {
+        order[ends[l - 1]..ends[l]].sort_by_key(|&i| std::cmp::Reverse(costs[i]));
+    }
+    let next: Vec<AtomicUsize> =
+        (0..=workers).map(|l| AtomicUsize::new(if l == 0 { 0 } else { ends[l - 1] })).collect();
     super::regions::enter();
+    // `with_max_len(1)`: one item per worker; item 0 runs inline on the calling thread.
     (0..workers)
         .into_par_iter()
         .with_max_len(1)
-        .map(|_| {
+        .map(|me| {
             let mut state = S::default();
             let mut done = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    break (state, done);
+            // The heavy list, then this worker's part, then the others' from the next on.
+            let lists = std::iter::once(0).chain((me..workers).chain(0..me).map(|w| w + 1));
+            for list in lists {
+                loop {
+                    let at = next[list].fetch_add(1, Ordering::Relaxed);
+                    if at >= ends[list] {
+                        break;
+                    }
+                    let i = order[at];
+                    let r = job(i, &mut state);
+                    done.push((i, r));
                 }
-                let r = job(i, &mut state);
-                done.push((i, r));
             }
+            (state, done)
         })
         .collect()
 }
@@ -298,6 +345,19 @@ pub fn attend(
 /// `exp(m_old - m_new)`.
 pub(crate) fn softmax_row(row: &mut [f32], m: &mut f32, l: &mut f32, orow: &mut [f32]) {
     let mx = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    softmax_row_max(row, mx, m, l, orow);
+}
+
+/// [`softmax_row`] given `mx`, the row's largest score (`f32::max` over it: NaN scores
+/// ignored, `-inf` for an empty row), which a caller may have found while it wrote the scores.
+#[inline]
+pub(crate) fn softmax_row_max(
+    row: &mut [f32],
+    mx: f32,
+    m: &mut f32,
+    l: &mut f32,
+    orow: &mut [f32],
+) {
     let m_new = m.max(mx);
     let alpha = (*m - m_new).exp();
     let sum = exp_shifted(row, m_new);
@@ -391,6 +451,70 @@ pub fn fast_exp(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The tasks each worker ran, as (rayon thread, tasks in the order it ran them).
+    fn ran(pool: &rayon::ThreadPool, costs: &[u64]) -> Vec<(Option<usize>, Vec<usize>)> {
+        pool.install(|| {
+            run_affine(costs, |i, who: &mut Option<usize>| {
+                *who = rayon::current_thread_index();
+                i * 10
+            })
+        })
+        .into_iter()
+        .map(|(who, done)| {
+            assert!(done.iter().all(|&(i, r)| r == i * 10), "a result is not its task's");
+            (who, done.into_iter().map(|(i, _)| i).collect())
+        })
+        .collect()
+    }
+
+    #[test]
+    fn run_affine_runs_every_task_once_on_any_costs() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
+        let mut x = 12345u64;
+        for n in [0usize, 1, 2, 3, 5, 17, 64, 200] {
+            for zeros in [false, true] {
+                let costs: Vec<u64> = (0..n)
+                    .map(|_| {
+                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        if zeros { 0 } else { (x >> 33) % 1000 }
+                    })
+                    .collect();
+                let mut all: Vec<usize> =
+                    ran(&pool, &costs).into_iter().flat_map(|p| p.1).collect();
+                all.sort_unstable();
+                assert_eq!(all, (0..n).collect::<Vec<_>>(), "n = {n}, zero costs {zeros}");
+            }
+        }
+    }
+
+    #[test]
+    fn run_affine_gives_the_caller_the_first_rows_and_starts_heavy_tasks_first() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        // Equal costs: part 0 is tasks 0..32, run by the calling thread from task 0 on; the
+        // other worker, if it ran anything, started in its own part.
+        let caller = pool.install(rayon::current_thread_index);
+        for _ in 0..20 {
+            let parts = ran(&pool, &[5; 64]);
+            assert_eq!(parts[0].1[0], 0, "the caller starts with its own first task");
+            assert_eq!(parts[0].0.is_some(), caller.is_some());
+            if let Some(first) = parts[1].1.first() {
+                assert!(*first >= 32, "worker 1 began with task {first}, in part 0");
+            }
+        }
+        // Two heavy tasks (over half a worker's share): the largest starts first, on
+        // the caller; the other worker begins with the other heavy one or in its own part.
+        let mut costs = vec![1u64; 40];
+        costs[7] = 500;
+        costs[30] = 600;
+        for _ in 0..20 {
+            let parts = ran(&pool, &costs);
+            assert_eq!(parts[0].1[0], 30, "the largest task starts first");
+            if let Some(&first) = parts[1].1.first() {
+                assert!(first == 7 || first >= 20, "worker 1 began with task {first}");
+            }
+        }
+    }
 
     #[test]
     fn fast_exp_is_accurate_and_underflows_to_zero() {

@@ -5,12 +5,13 @@
 //! Layouts: `q`, `out` `[rows, num_qo_heads, head_dim]`; `lse` `[rows, num_qo_heads]` (natural
 //! log); the cache as described by `g`. Sequence `s` owns query rows
 //! `q_indptr[s]..q_indptr[s+1]`, its last positions (causal among themselves). Work: one task
-//! per (sequence, KV head), rayon-parallel, each a [`decode_tile::attend`](super::decode_tile::attend).
+//! per (sequence, KV head), rayon-parallel ([`run_affine`]), each a
+//! [`decode_tile::attend`](super::decode_tile::attend).
 //! The job loop, [`paged_decode_with`], is generic over the [`Tile`]; its fast twin
 //! [`fast::paged_decode`](super::fast::paged_decode) runs the same jobs on the in-place tile, so
 //! the naive baseline and the tree kernel always share one tile.
 
-use super::decode_tile::{Chunk, Gather, KvGeom, Tile, Worker, gather_q, run_greedy};
+use super::decode_tile::{Chunk, Gather, KvGeom, Tile, Worker, gather_q, run_affine};
 
 /// The host arrays of a validated page table (see `ops::PageTableHost`).
 #[derive(Clone, Copy, Debug)]
@@ -56,15 +57,17 @@ pub fn paged_decode_with<T: Tile>(
     let (d, hkv) = (g.head_dim, g.num_kv_heads);
     let group = num_qo_heads / hkv;
     let seqs = t.last_page_len.len();
-    let mut tasks: Vec<(usize, usize)> =
+    // In query-row order, with cost estimates, for `run_affine` (as `tree_decode`).
+    let tasks: Vec<(usize, usize)> =
         (0..seqs).flat_map(|s| (0..hkv).map(move |h| (s, h))).collect();
-    // Largest first (greedy list scheduling, `run_greedy`), as `tree_decode`.
-    let cost = |&(s, _): &(usize, usize)| {
-        let rows = (t.q_indptr[s + 1] - t.q_indptr[s]) as usize;
-        (t.indptr[s + 1] - t.indptr[s]) as usize * (rows * group).div_ceil(8)
-    };
-    tasks.sort_by_key(|t| std::cmp::Reverse(cost(t)));
-    let parts = run_greedy(tasks.len(), |i, wk: &mut Worker<T::Scratch>| {
+    let costs: Vec<u64> = tasks
+        .iter()
+        .map(|&(s, _)| {
+            let rows = (t.q_indptr[s + 1] - t.q_indptr[s]) as usize;
+            ((t.indptr[s + 1] - t.indptr[s]) as usize * (rows * group).div_ceil(8)) as u64
+        })
+        .collect();
+    let parts = run_affine(&costs, |i, wk: &mut Worker<T::Scratch>| {
         let (s, h) = tasks[i];
         let (r0, r1) = (t.q_indptr[s] as usize, t.q_indptr[s + 1] as usize);
         let (p0, p1) = (t.indptr[s] as usize, t.indptr[s + 1] as usize);

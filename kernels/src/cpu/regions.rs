@@ -35,8 +35,10 @@ pub(crate) const SERIAL_BELOW: usize = 1 << 16;
 
 /// [`SERIAL_BELOW`] while a [`PollingWorkers`] guard lives: a worker that polls for work picks
 /// a job up in about a microsecond (the engine's token step measured 101 µs per join asleep,
-/// ~1 µs polling; `docs/engine.md`), which a pass over this many f32s costs.
-pub(crate) const SERIAL_BELOW_POLLING: usize = 1 << 13;
+/// ~1 µs polling; `docs/engine.md`). Timed per op in the demo model's token step on two
+/// threads, its RMSNorms of 2¹³ elements ran faster inline than forked, its SwiGLU of 3 · 2¹³
+/// elements faster forked (`docs/engine.md`).
+pub(crate) const SERIAL_BELOW_POLLING: usize = 1 << 14;
 
 /// The elements of work below which loops run inline now (see [`PollingWorkers`]).
 pub(crate) fn serial_below() -> usize {
@@ -45,7 +47,7 @@ pub(crate) fn serial_below() -> usize {
 
 /// While a guard lives, the CPU kernels take rayon's idle workers to be polling for work rather
 /// than asleep — as the engine's token loop arranges with `EngineConfig::cpu_spin` — and fork
-/// loops from 2¹³ elements of work instead of 2¹⁶, GEMMs from 2¹⁶ multiply-adds instead of 2¹⁸,
+/// loops from 2¹⁴ elements of work instead of 2¹⁶, GEMMs from 2¹⁶ multiply-adds instead of 2¹⁸,
 /// and split a single GEMM of 32–256 rows into row blocks across the workers where that keeps
 /// the bits (`cpu::gemm`). A hint for speed only: results do not depend on it. It is process-wide (the kernels cannot tell which pool a
 /// caller runs on), so a guard held while the workers are in fact asleep makes small ops fork

@@ -5,12 +5,12 @@
 //! Layouts: `q`, `out` `[rows, num_qo_heads, head_dim]` indexed by caller row
 //! (`row_to_q[plan row]`); `partial_o` `[P, num_qo_heads, head_dim]`, `partial_lse`
 //! `[P, num_qo_heads]` (natural log), state `partial_indptr[r] + item.slot` of plan row `r`.
-//! Work: one task per (work item, KV head), rayon-parallel, each a
+//! Work: one task per (work item, KV head), rayon-parallel ([`run_affine`]), each a
 //! [`decode_tile::attend`](super::decode_tile::attend) over the item's tokens. The job loop,
 //! [`tree_decode_with`], is generic over the [`Tile`]; its fast twin
 //! [`fast::tree_decode`](super::fast::tree_decode) runs the same jobs on the in-place tile.
 
-use super::decode_tile::{Chunk, Gather, KvGeom, Tile, Worker, gather_q, run_greedy};
+use super::decode_tile::{Chunk, Gather, KvGeom, Tile, Worker, gather_q, run_affine};
 use crate::ops::WorkItem;
 
 /// The host arrays of a validated decode plan (see `ops::DecodeWorkHost`).
@@ -66,17 +66,22 @@ pub fn tree_decode_with<T: Tile>(
 ) {
     let (d, hkv) = (g.head_dim, g.num_kv_heads);
     let group = num_qo_heads / hkv;
+    // In the order of the caller's rows (what `run_affine` needs to keep each row on the
+    // worker that wrote its query), by an item's first row.
     let mut tasks: Vec<(usize, usize)> =
         (0..p.work.len()).flat_map(|w| (0..hkv).map(move |h| (w, h))).collect();
-    // Largest first (greedy list scheduling, `run_greedy`): a shared prefix's tasks are many
-    // times heavier than a leaf's and must start first, on different workers.
-    let cost = |&(w, _): &(usize, usize)| {
-        let it = &p.work[w];
-        let vectors = (it.row_end - it.row_begin) as usize * group;
-        (it.kv_end - it.kv_start).max(0) as usize * vectors.div_ceil(8)
-    };
-    tasks.sort_by_key(|t| std::cmp::Reverse(cost(t)));
-    let parts = run_greedy(tasks.len(), |i, wk: &mut Worker<T::Scratch>| {
+    tasks.sort_by_key(|&(w, h)| (p.row_to_q[p.work[w].row_begin as usize], h));
+    // Heavy tasks must start first, on different workers (`run_affine`): a shared prefix's are
+    // many times a leaf's.
+    let costs: Vec<u64> = tasks
+        .iter()
+        .map(|&(w, _)| {
+            let it = &p.work[w];
+            let vectors = (it.row_end - it.row_begin) as usize * group;
+            ((it.kv_end - it.kv_start).max(0) as usize * vectors.div_ceil(8)) as u64
+        })
+        .collect();
+    let parts = run_affine(&costs, |i, wk: &mut Worker<T::Scratch>| {
         let (w, h) = tasks[i];
         let it = &p.work[w];
         let rows = it.row_begin as usize..it.row_end as usize;
