@@ -24,7 +24,9 @@
 //! Run: `cargo bench -p treepo-benches --bench engine_step` (`-- demo` or `-- big` for one
 //! model; `-- demo profile` times only the token steps, 20 times as many, for `perf`;
 //! `TREEPO_BENCH_CPU_SPIN=0` runs the engine with `cpu_spin` off, `TREEPO_BENCH_PANELS=0` with
-//! `cpu_weight_panels` off).
+//! `cpu_weight_panels` off, `TREEPO_BENCH_OP_TIMES=1` with `op_times` on: an `OPS` line then
+//! gives the µs per token step of each op kind, e.g. attention against the four GEMMs, on one
+//! thread (`RAYON_NUM_THREADS=1`) and on two).
 
 use std::time::Instant;
 
@@ -35,7 +37,7 @@ use treepo_kernels::ops::{self, GemmSpec, Transpose};
 use treepo_sampler::{
     BranchKey, DecodeParams, Engine, EntropyMode, SamplingParams, SegmentRequest,
 };
-use treepo_trainer::engine::{EngineConfig, ModelEngine};
+use treepo_trainer::engine::{EngineConfig, ModelEngine, Op};
 use treepo_trainer::model::{Model, ModelConfig};
 
 const ROWS: usize = 64;
@@ -75,6 +77,23 @@ fn context_switches() -> u64 {
 /// weights (`EngineConfig::cpu_weight_panels`), each for an A/B with the same binary.
 fn flag(var: &str) -> bool {
     std::env::var(var).map_or(true, |v| v != "0")
+}
+
+/// The `OPS` line of a step measured with `TREEPO_BENCH_OP_TIMES=1`: µs per token step of each
+/// op kind of the forward (`engine::op_times`), their sum, and what the step spent outside them
+/// (sampling, the LM head, bookkeeping).
+fn print_ops(name: &str, s: &Step) {
+    if s.ops.is_empty() {
+        return;
+    }
+    let sum: f64 = s.ops.iter().map(|o| o.1).sum();
+    let list: Vec<String> = s.ops.iter().map(|(n, us)| format!("{n} {us:.1}")).collect();
+    println!(
+        "OPS engine_step/{name} (µs per token step, means over the timed segments): {}; ops {sum:.1} \
+         of the step's {:.1}",
+        list.join(", "),
+        s.mean_us
+    );
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -134,6 +153,10 @@ struct Step {
     gflops: f64,
     regions: f64,
     switches: f64,
+    /// µs per token step of each op kind, with `TREEPO_BENCH_OP_TIMES=1` (else empty), and the
+    /// mean µs per token step they are part of.
+    ops: Vec<(&'static str, f64)>,
+    mean_us: f64,
 }
 
 /// Median token step of `reps` segments on a fresh engine for `model`.
@@ -142,6 +165,7 @@ fn step(model: &Model, reps: usize) -> Step {
     let engine = EngineConfig {
         cpu_spin: flag("TREEPO_BENCH_CPU_SPIN"),
         cpu_weight_panels: flag("TREEPO_BENCH_PANELS"),
+        op_times: std::env::var("TREEPO_BENCH_OP_TIMES").is_ok_and(|v| v == "1"),
         ..EngineConfig::with_pages(512)
     };
     let mut e = ModelEngine::new(model, engine).expect("engine");
@@ -153,6 +177,7 @@ fn step(model: &Model, reps: usize) -> Step {
         entropy: EntropyMode::Skip,
     };
     let (mut secs, mut flops, mut regions, mut switches) = (vec![], vec![], vec![], vec![]);
+    let mut all_steps = 0u64;
     let (per_row, head) = flops_per_row(&cfg, PROMPT as f64 + TOKENS as f64 / 2.0 + 1.0);
     for it in 0..reps + 1 {
         let kids = e.fork(root, ROWS).expect("fork");
@@ -176,8 +201,10 @@ fn step(model: &Model, reps: usize) -> Step {
             e.release(k).expect("release");
         }
         if it == 0 {
+            e.reset_op_times();
             continue; // warm-up: first-touch of the workspace and the KV pages
         }
+        all_steps += s1.decode_steps - s0.decode_steps;
         let steps = (s1.decode_steps - s0.decode_steps).max(1) as f64;
         let rows = (s1.rows - s0.rows) as f64;
         // Each step runs the LM head over every row of the batch (no stop token here).
@@ -187,12 +214,21 @@ fn step(model: &Model, reps: usize) -> Step {
         regions.push((r1 - r0) as f64 / steps);
         switches.push((c1 - c0) as f64 / steps);
     }
+    let mean_us = secs.iter().sum::<f64>() / secs.len().max(1) as f64 * 1e6;
     let seconds = median(&mut secs);
+    // The decode calls' forwards only (prefill ran before the times were reset); a step is one
+    // forward of the batch's rows.
+    let ops = e.op_times().map_or(Vec::new(), |t| {
+        let per_step = |d: std::time::Duration| d.as_secs_f64() * 1e6 / all_steps.max(1) as f64;
+        Op::ALL.iter().map(|&op| (op.name(), per_step(t.get(op).0))).collect()
+    });
     Step {
         seconds,
         gflops: median(&mut flops) / seconds / 1e9,
         regions: median(&mut regions),
         switches: median(&mut switches),
+        ops,
+        mean_us,
     }
 }
 
@@ -215,6 +251,7 @@ fn main() {
                 let model = Model::random(&dev, cfg.clone(), 1).expect("model");
                 let s = step(&model, 20 * reps);
                 println!("PROFILE engine_step/{n}: {:.3} ms/step", s.seconds * 1e3);
+                print_ops(n, &s);
             }
         }
         return;
@@ -295,6 +332,7 @@ fn main() {
             s.regions,
             s.switches,
         );
+        print_ops(name, &s);
         println!(
             "TARGET {} engine_step/{name}: {pct:.1}% of the GEMM peak (target >= {:.0}%)",
             if pct >= 100.0 * target { "met" } else { "MISSED" },

@@ -135,4 +135,41 @@ fn polling_workers_change_nothing_and_share_the_pool() {
     });
 }
 
+/// `EngineConfig::op_times` times every op of every forward (each counted once per layer, the
+/// norms twice plus the final one), changes no output, and is `None` when off.
+#[test]
+fn op_times_count_every_op_and_change_nothing() {
+    use treepo_trainer::engine::Op;
+    let dev = Device::cpu();
+    let model = random_model(&dev, small(V), 35, 0.3);
+    let p = params(1.0, &[0]);
+    let timed = EngineConfig { op_times: true, ..config(256) };
+    assert_eq!(run_batch_with(&model, timed.clone(), &p), run_batch(&model, 256, &p));
+    assert!(ModelEngine::new(&model, config(256)).unwrap().op_times().is_none());
+    let mut e = ModelEngine::new(&model, timed).unwrap();
+    let root = e.prefill(&[&prompts()[0]]).unwrap()[0];
+    let kids = e.fork(root, 3).unwrap();
+    let reqs: Vec<SegmentRequest> =
+        kids.iter().enumerate().map(|(i, &k)| req(k, 0, &[i as u32], 0, 5)).collect();
+    e.decode_segment(&reqs, &p).unwrap();
+    let (forwards, layers) = (e.stats().forwards, small(V).num_hidden_layers as u64);
+    let t = e.op_times().expect("op_times on");
+    assert!(forwards >= 2, "{forwards} forwards");
+    for op in Op::ALL {
+        let (d, n) = t.get(op);
+        let want = match op {
+            Op::Plan | Op::Embedding => forwards,
+            Op::Norm => (2 * layers + 1) * forwards,
+            Op::Rope => 2 * layers * forwards,
+            // `small` has q|k|v biases.
+            _ => layers * forwards,
+        };
+        assert_eq!(n, want, "{} calls", op.name());
+        assert!(d > std::time::Duration::ZERO, "{} took no time", op.name());
+    }
+    assert!(t.total() > std::time::Duration::ZERO);
+    e.reset_op_times();
+    assert_eq!(e.op_times().unwrap().total(), std::time::Duration::ZERO);
+}
+
 per_backend!(batch_composition_does_not_change_tokens, greedy_follows_the_argmax);

@@ -36,8 +36,8 @@ pub(crate) const SERIAL_BELOW: usize = 1 << 16;
 /// [`SERIAL_BELOW`] while a [`PollingWorkers`] guard lives: a worker that polls for work picks
 /// a job up in about a microsecond (the engine's token step measured 101 µs per join asleep,
 /// ~1 µs polling; `docs/engine.md`). Timed per op in the demo model's token step on two
-/// threads, its RMSNorms of 2¹³ elements ran faster inline than forked, its SwiGLU of 3 · 2¹³
-/// elements faster forked (`docs/engine.md`).
+/// threads (the engine's `op_times`), its RMSNorms of 2¹³ elements ran faster inline than
+/// forked, its SwiGLU of 3 · 2¹³ elements faster forked (`docs/engine.md`).
 pub(crate) const SERIAL_BELOW_POLLING: usize = 1 << 14;
 
 /// The elements of work below which loops run inline now (see [`PollingWorkers`]).

@@ -48,6 +48,10 @@ pub struct EngineConfig {
     /// runs that kernel (AVX-512F; default `true`; see `engine::weights`). `false` keeps every
     /// CPU weight `[in, out]` for the `gemm` crate — for an A/B of the layout.
     pub cpu_weight_panels: bool,
+    /// Sum the wall time of each kind of op of the forward passes, for
+    /// [`ModelEngine::op_times`](super::ModelEngine::op_times) (default `false`; see
+    /// [`OpTimes`](super::OpTimes): meaningful on the CPU backend, where ops run synchronously).
+    pub op_times: bool,
 }
 
 impl Default for EngineConfig {
@@ -62,6 +66,7 @@ impl Default for EngineConfig {
             attn_head_dim: None,
             cpu_spin: true,
             cpu_weight_panels: true,
+            op_times: false,
         }
     }
 }

@@ -29,6 +29,7 @@ use treepo_kernels::{Buffer, Device, KernelError};
 use treepo_sampler::EngineError;
 
 use super::error::{backend, internal};
+use super::op_times::{Op, OpTimes, timed};
 use super::step::StepPlan;
 use super::weights::{Dims, EngineWeights, Mat};
 use super::workspace::{Workspace, set_indices};
@@ -48,6 +49,8 @@ pub(crate) struct Core<'m> {
     /// Upper bound of positions (the RoPE index bound).
     pub max_context: usize,
     pub copy_jobs: Option<PageCopyJobs>,
+    /// Wall time per op, when `EngineConfig::op_times` is on.
+    pub times: Option<OpTimes>,
 }
 
 /// The rows of one forward pass, in query-row order: leaf `i` contributes the rows of
@@ -74,12 +77,13 @@ impl Core<'_> {
         set_indices(&mut self.ws.pos, dev, rows.positions, self.max_context).map_err(backend)?;
         let slots = self.layout.num_pages * self.layout.page_size;
         set_indices(&mut self.ws.slots, dev, rows.slots, slots).map_err(backend)?;
-        self.step.build(dev, cache, rows.leaves, rows.spans, d.hq, d.da)?;
+        let (step, times) = (&mut self.step, &mut self.times);
+        timed(times, Op::Plan, || step.build(dev, cache, rows.leaves, rows.spans, d.hq, d.da))?;
         self.layers(n).map_err(backend)
     }
 
     fn layers(&mut self, n: usize) -> Result<(), KernelError> {
-        let Core { model, dev, d, w, kv, layout, step, ws, .. } = self;
+        let Core { model, dev, d, w, kv, layout, step, ws, times, .. } = self;
         let (c, qa, kv2, im) = (d.c, d.qa(), d.kva2(), d.im);
         let p = model.params();
         let lay = model.layout();
@@ -95,7 +99,8 @@ impl Core<'_> {
             _ => return Err(KernelError::Invalid { op: "engine", msg: "plan not built".into() }),
         };
         let rc = 0..n * c;
-        ops::embedding(dev, pw(&lay.embed)?, ids, ws.x.slice_mut(rc.clone())?, n, d.vocab, c)?;
+        let (embed, x) = (pw(&lay.embed)?, ws.x.slice_mut(rc.clone())?);
+        timed(times, Op::Embedding, || ops::embedding(dev, embed, ids, x, n, d.vocab, c))?;
         let qs = RopeShape {
             tokens: n,
             num_heads: d.hq,
@@ -124,97 +129,123 @@ impl Core<'_> {
             ..spec
         };
         for (l, (lp, at)) in lay.layers.iter().zip(&w.layers).enumerate() {
-            ops::rmsnorm(
-                dev,
-                ws.x.slice(rc.clone())?,
-                pw(&lp.ln1)?,
-                ws.ln.slice_mut(rc.clone())?,
-                None,
-                n,
-                c,
-                d.eps,
-            )?;
+            timed(times, Op::Norm, || {
+                ops::rmsnorm(
+                    dev,
+                    ws.x.slice(rc.clone())?,
+                    pw(&lp.ln1)?,
+                    ws.ln.slice_mut(rc.clone())?,
+                    None,
+                    n,
+                    c,
+                    d.eps,
+                )
+            })?;
             let lnv = ws.ln.slice(rc.clone())?;
             let wqkv = w.get(model, &at.wqkv)?;
-            if d.qkv_batched() {
-                let spec = pair(at.wqkv.linear(n, qa, c), qa, c);
-                ops::gemm(dev, lnv, wqkv, ws.qkv.slice_mut(0..2 * n * qa)?, &spec)?;
-            } else {
-                let (wq, wkv) = (wqkv.slice(0..qa * c)?, wqkv.slice(qa * c..(qa + kv2) * c)?);
-                let (qspec, kvspec) = (at.wqkv.linear(n, qa, c), at.wqkv.linear(n, kv2, c));
-                ops::gemm(dev, lnv, wq, ws.qkv.slice_mut(qv.clone())?, &qspec)?;
-                ops::gemm(dev, lnv, wkv, ws.qkv.slice_mut(kvv.clone())?, &kvspec)?;
-            }
+            timed(times, Op::Qkv, || {
+                if d.qkv_batched() {
+                    let spec = pair(at.wqkv.linear(n, qa, c), qa, c);
+                    ops::gemm(dev, lnv, wqkv, ws.qkv.slice_mut(0..2 * n * qa)?, &spec)
+                } else {
+                    let (wq, wkv) = (wqkv.slice(0..qa * c)?, wqkv.slice(qa * c..(qa + kv2) * c)?);
+                    let (qspec, kvspec) = (at.wqkv.linear(n, qa, c), at.wqkv.linear(n, kv2, c));
+                    ops::gemm(dev, lnv, wq, ws.qkv.slice_mut(qv.clone())?, &qspec)?;
+                    ops::gemm(dev, lnv, wkv, ws.qkv.slice_mut(kvv.clone())?, &kvspec)
+                }
+            })?;
             if let Some(bm) = &at.bqkv {
                 let (ones, b) = (ws.ones.slice(0..n)?, w.get(model, bm)?);
                 let bias = |k: usize| GemmSpec::plain(n, k, 1).scaled(1.0, 1.0);
-                if d.qkv_batched() {
-                    let spec = pair(bias(qa), qa, 1);
-                    ops::gemm(dev, ones, b, ws.qkv.slice_mut(0..2 * n * qa)?, &spec)?;
-                } else {
-                    let (bq, bkv) = (b.slice(0..qa)?, b.slice(qa..qa + kv2)?);
-                    ops::gemm(dev, ones, bq, ws.qkv.slice_mut(qv.clone())?, &bias(qa))?;
-                    ops::gemm(dev, ones, bkv, ws.qkv.slice_mut(kvv.clone())?, &bias(kv2))?;
-                }
+                timed(times, Op::QkvBias, || {
+                    if d.qkv_batched() {
+                        let spec = pair(bias(qa), qa, 1);
+                        ops::gemm(dev, ones, b, ws.qkv.slice_mut(0..2 * n * qa)?, &spec)
+                    } else {
+                        let (bq, bkv) = (b.slice(0..qa)?, b.slice(qa..qa + kv2)?);
+                        ops::gemm(dev, ones, bq, ws.qkv.slice_mut(qv.clone())?, &bias(qa))?;
+                        ops::gemm(dev, ones, bkv, ws.qkv.slice_mut(kvv.clone())?, &bias(kv2))
+                    }
+                })?;
             }
             let inv = model.inv_freq();
             let fwd = RopeDirection::Forward;
-            ops::rope(dev, ws.qkv.slice_mut(qv.clone())?, pos, inv, &qs, fwd)?;
-            ops::rope(dev, ws.qkv.slice_mut(kvv.clone())?, pos, inv, &ks, fwd)?;
+            timed(times, Op::Rope, || {
+                ops::rope(dev, ws.qkv.slice_mut(qv.clone())?, pos, inv, &qs, fwd)
+            })?;
+            timed(times, Op::Rope, || {
+                ops::rope(dev, ws.qkv.slice_mut(kvv.clone())?, pos, inv, &ks, fwd)
+            })?;
             // k of token t at t·kv2, v at t·kv2 + half; each view ends with the last token's row.
             let (k0, extent) = (kvv.start, (n - 1) * kv2 + half);
-            ops::paged_kv_append_strided(
-                dev,
-                &mut *kv,
-                layout,
-                l,
-                ws.qkv.slice(k0..k0 + extent)?,
-                ws.qkv.slice(k0 + half..k0 + half + extent)?,
-                slots,
-                kv2,
-            )?;
+            timed(times, Op::KvAppend, || {
+                ops::paged_kv_append_strided(
+                    dev,
+                    &mut *kv,
+                    layout,
+                    l,
+                    ws.qkv.slice(k0..k0 + extent)?,
+                    ws.qkv.slice(k0 + half..k0 + half + extent)?,
+                    slots,
+                    kv2,
+                )
+            })?;
             let params = DecodeParams { num_qo_heads: d.hq, layer: l, sm_scale: d.sm_scale };
-            tree_attn::decode(
-                dev,
-                bufs,
-                dws,
-                ws.qkv.slice(qv.clone())?,
-                &*kv,
-                layout,
-                &params,
-                ws.att.slice_mut(qv.clone())?,
-                None,
-            )?;
+            timed(times, Op::Attention, || {
+                tree_attn::decode(
+                    dev,
+                    bufs,
+                    dws,
+                    ws.qkv.slice(qv.clone())?,
+                    &*kv,
+                    layout,
+                    &params,
+                    ws.att.slice_mut(qv.clone())?,
+                    None,
+                )
+            })?;
             let acc = |m: &Mat, width: usize, k: usize| m.linear(n, width, k).scaled(1.0, 1.0);
             let (att, wo) = (ws.att.slice(qv.clone())?, w.get(model, &at.wo)?);
-            ops::gemm(dev, att, wo, ws.x.slice_mut(rc.clone())?, &acc(&at.wo, c, qa))?;
+            timed(times, Op::OutProj, || {
+                ops::gemm(dev, att, wo, ws.x.slice_mut(rc.clone())?, &acc(&at.wo, c, qa))
+            })?;
+            timed(times, Op::Norm, || {
+                ops::rmsnorm(
+                    dev,
+                    ws.x.slice(rc.clone())?,
+                    pw(&lp.ln2)?,
+                    ws.ln.slice_mut(rc.clone())?,
+                    None,
+                    n,
+                    c,
+                    d.eps,
+                )
+            })?;
+            let spec = pair(at.wgu.linear(n, im, c), im, c);
+            let (lnv, wgu) = (ws.ln.slice(rc.clone())?, w.get(model, &at.wgu)?);
+            timed(times, Op::GateUp, || {
+                ops::gemm(dev, lnv, wgu, ws.gu.slice_mut(0..2 * n * im)?, &spec)
+            })?;
+            let (gate, up) = (ws.gu.slice(gv.clone())?, ws.gu.slice(uv.clone())?);
+            timed(times, Op::SwiGlu, || {
+                ops::swiglu(dev, gate, up, ws.act.slice_mut(gv.clone())?, n * im)
+            })?;
+            let (act, wd) = (ws.act.slice(gv.clone())?, w.get(model, &at.wdown)?);
+            timed(times, Op::Down, || {
+                ops::gemm(dev, act, wd, ws.x.slice_mut(rc.clone())?, &acc(&at.wdown, c, im))
+            })?;
+        }
+        timed(times, Op::Norm, || {
             ops::rmsnorm(
                 dev,
                 ws.x.slice(rc.clone())?,
-                pw(&lp.ln2)?,
-                ws.ln.slice_mut(rc.clone())?,
+                pw(&lay.final_norm)?,
+                ws.h.slice_mut(rc)?,
                 None,
                 n,
                 c,
                 d.eps,
-            )?;
-            let spec = pair(at.wgu.linear(n, im, c), im, c);
-            let (lnv, wgu) = (ws.ln.slice(rc.clone())?, w.get(model, &at.wgu)?);
-            ops::gemm(dev, lnv, wgu, ws.gu.slice_mut(0..2 * n * im)?, &spec)?;
-            let (gate, up) = (ws.gu.slice(gv.clone())?, ws.gu.slice(uv.clone())?);
-            ops::swiglu(dev, gate, up, ws.act.slice_mut(gv.clone())?, n * im)?;
-            let (act, wd) = (ws.act.slice(gv.clone())?, w.get(model, &at.wdown)?);
-            ops::gemm(dev, act, wd, ws.x.slice_mut(rc.clone())?, &acc(&at.wdown, c, im))?;
-        }
-        ops::rmsnorm(
-            dev,
-            ws.x.slice(rc.clone())?,
-            pw(&lay.final_norm)?,
-            ws.h.slice_mut(rc)?,
-            None,
-            n,
-            c,
-            d.eps,
-        )
+            )
+        })
     }
 }

@@ -68,6 +68,7 @@ mod error;
 mod forward;
 mod model_engine;
 mod nodes;
+mod op_times;
 mod prefill;
 mod sample;
 mod step;
@@ -76,3 +77,4 @@ mod workspace;
 
 pub use config::{EngineConfig, EngineStats};
 pub use model_engine::ModelEngine;
+pub use op_times::{Op, OpTimes};

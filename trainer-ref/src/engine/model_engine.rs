@@ -18,7 +18,7 @@ use super::sample::Drawn;
 use super::step::StepPlan;
 use super::weights::{Dims, EngineWeights};
 use super::workspace::Workspace;
-use super::{EngineConfig, EngineStats};
+use super::{EngineConfig, EngineStats, OpTimes};
 use crate::model::Model;
 
 /// The [`Engine`] of the reference model: tree-kv bookkeeping, one paged KV buffer for all
@@ -102,6 +102,7 @@ impl<'m> ModelEngine<'m> {
             max_rows: config.max_batch_rows,
             max_context,
             copy_jobs: None,
+            times: config.op_times.then(OpTimes::default),
         };
         Ok(ModelEngine {
             core,
@@ -123,6 +124,19 @@ impl<'m> ModelEngine<'m> {
     /// Work counters since construction.
     pub fn stats(&self) -> EngineStats {
         self.stats
+    }
+
+    /// The wall time per kind of op of every forward pass so far, when
+    /// [`EngineConfig::op_times`] is on (else `None`).
+    pub fn op_times(&self) -> Option<&OpTimes> {
+        self.core.times.as_ref()
+    }
+
+    /// Starts [`Self::op_times`] again from zero.
+    pub fn reset_op_times(&mut self) {
+        if let Some(t) = &mut self.core.times {
+            t.reset();
+        }
     }
 
     /// The model.
