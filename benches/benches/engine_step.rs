@@ -89,8 +89,8 @@ fn print_ops(name: &str, s: &Step) {
     let sum: f64 = s.ops.iter().map(|o| o.1).sum();
     let list: Vec<String> = s.ops.iter().map(|(n, us)| format!("{n} {us:.1}")).collect();
     println!(
-        "OPS engine_step/{name} (µs per token step, means over the timed segments): {}; ops {sum:.1} \
-         of the step's {:.1}",
+        "OPS engine_step/{name} (µs per token step, means over the timed segments): {}; \
+         ops {sum:.1} of the step's {:.1}",
         list.join(", "),
         s.mean_us
     );

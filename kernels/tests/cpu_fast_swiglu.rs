@@ -1,8 +1,9 @@
 //! The fast SwiGLU (`cpu::fast::swiglu`, what `ops::swiglu` runs on the CPU) against its readable
 //! twin (`cpu::swiglu`) and both against f64, on fresh random inputs with NaN-poisoned outputs:
 //! lengths around the 16- and 8-lane vectors, past the 4 Ki-element chunks and past 2¹⁶
-//! elements (the parallel path), gates from N(0, 4²) and the edges of f32's `exp` range, infinities and NaN. Each check
-//! prints its maximum absolute error (`cargo test … cpu_fast_swiglu -- --nocapture`).
+//! elements (the parallel path), gates from N(0, 4²) and the edges of f32's `exp` range,
+//! infinities and NaN. Each check prints its maximum absolute error
+//! (`cargo test … cpu_fast_swiglu -- --nocapture`).
 
 use treepo_kernels::Element;
 use treepo_kernels::cpu::{fast, math, swiglu};

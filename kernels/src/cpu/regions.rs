@@ -49,9 +49,9 @@ pub(crate) fn serial_below() -> usize {
 /// than asleep — as the engine's token loop arranges with `EngineConfig::cpu_spin` — and fork
 /// loops from 2¹⁴ elements of work instead of 2¹⁶, GEMMs from 2¹⁶ multiply-adds instead of 2¹⁸,
 /// and split a single GEMM of 32–256 rows into row blocks across the workers where that keeps
-/// the bits (`cpu::gemm`). A hint for speed only: results do not depend on it. It is process-wide (the kernels cannot tell which pool a
-/// caller runs on), so a guard held while the workers are in fact asleep makes small ops fork
-/// at the sleeping cost.
+/// the bits (`cpu::gemm`). A hint for speed only: results do not depend on it. It is
+/// process-wide (the kernels cannot tell which pool a caller runs on), so a guard held while
+/// the workers are in fact asleep makes small ops fork at the sleeping cost.
 #[derive(Debug)]
 pub struct PollingWorkers(());
 

@@ -25,7 +25,7 @@ use tree_kv::{NodeId, TreeKvCache};
 use treepo_kernels::ops::{
     self, DecodeParams, GemmSpec, PageCopyJobs, PagedKvLayout, RopeDirection, RopeShape,
 };
-use treepo_kernels::{Buffer, Device, KernelError};
+use treepo_kernels::{Buffer, Device, KernelError, View, ViewMut};
 use treepo_sampler::EngineError;
 
 use super::error::{backend, internal};
@@ -128,19 +128,15 @@ impl Core<'_> {
             stride_c: n * width,
             ..spec
         };
+        // `out = rmsnorm(x) · w` over the rows: the layers' two norms and the final one.
+        let norm = |times: &mut Option<OpTimes>,
+                    x: View<'_, f32>,
+                    w: &std::ops::Range<usize>,
+                    out: ViewMut<'_, f32>| {
+            timed(times, Op::Norm, || ops::rmsnorm(dev, x, pw(w)?, out, None, n, c, d.eps))
+        };
         for (l, (lp, at)) in lay.layers.iter().zip(&w.layers).enumerate() {
-            timed(times, Op::Norm, || {
-                ops::rmsnorm(
-                    dev,
-                    ws.x.slice(rc.clone())?,
-                    pw(&lp.ln1)?,
-                    ws.ln.slice_mut(rc.clone())?,
-                    None,
-                    n,
-                    c,
-                    d.eps,
-                )
-            })?;
+            norm(times, ws.x.slice(rc.clone())?, &lp.ln1, ws.ln.slice_mut(rc.clone())?)?;
             let lnv = ws.ln.slice(rc.clone())?;
             let wqkv = w.get(model, &at.wqkv)?;
             timed(times, Op::Qkv, || {
@@ -209,18 +205,7 @@ impl Core<'_> {
             timed(times, Op::OutProj, || {
                 ops::gemm(dev, att, wo, ws.x.slice_mut(rc.clone())?, &acc(&at.wo, c, qa))
             })?;
-            timed(times, Op::Norm, || {
-                ops::rmsnorm(
-                    dev,
-                    ws.x.slice(rc.clone())?,
-                    pw(&lp.ln2)?,
-                    ws.ln.slice_mut(rc.clone())?,
-                    None,
-                    n,
-                    c,
-                    d.eps,
-                )
-            })?;
+            norm(times, ws.x.slice(rc.clone())?, &lp.ln2, ws.ln.slice_mut(rc.clone())?)?;
             let spec = pair(at.wgu.linear(n, im, c), im, c);
             let (lnv, wgu) = (ws.ln.slice(rc.clone())?, w.get(model, &at.wgu)?);
             timed(times, Op::GateUp, || {
@@ -235,17 +220,6 @@ impl Core<'_> {
                 ops::gemm(dev, act, wd, ws.x.slice_mut(rc.clone())?, &acc(&at.wdown, c, im))
             })?;
         }
-        timed(times, Op::Norm, || {
-            ops::rmsnorm(
-                dev,
-                ws.x.slice(rc.clone())?,
-                pw(&lay.final_norm)?,
-                ws.h.slice_mut(rc)?,
-                None,
-                n,
-                c,
-                d.eps,
-            )
-        })
+        norm(times, ws.x.slice(rc.clone())?, &lay.final_norm, ws.h.slice_mut(rc)?)
     }
 }

@@ -1,7 +1,7 @@
 //! Fast twins of the CPU attention kernels, the weight GEMM, SwiGLU and RoPE. Each module has
 //! the stem of its readable reference in [`crate::cpu`] and the same contract; the `ops` layer
-//! runs these on the CPU backend, and `tests/cpu_fast*.rs` check each against its reference twin (and
-//! against f64) on fresh random inputs.
+//! runs these on the CPU backend, and `tests/cpu_fast*.rs` check each against its reference
+//! twin (and against f64) on fresh random inputs.
 //!
 //! | fast | reference | difference |
 //! |---|---|---|

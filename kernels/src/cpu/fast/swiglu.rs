@@ -1,14 +1,15 @@
 //! The fast twin of [`cpu::swiglu`](crate::cpu::swiglu): the same `silu(gate) ⊙ up` with
 //! PyTorch's formula `a / (1 + e^−a)`, where `e^x` is a branch-free polynomial
-//! ([`math::exp`](crate::cpu::math::exp)) the
-//! compiler vectorizes (16 lanes with AVX-512F, 8 with AVX2 + FMA) instead of libm's scalar
+//! ([`math::exp`](crate::cpu::math::exp)) the compiler vectorizes (16 lanes with AVX-512F, 8
+//! with AVX2 + FMA) instead of libm's scalar
 //! `expf` per element. Under `perf`, that `expf` was two thirds of the op and the op a sixth of
 //! a demo-model token step on one thread (`docs/engine.md`).
 //!
 //! Numerics: that `exp` is within 4e-7 (relative) of the true value (9e-8 measured), libm's
-//! `expf` within an ulp, so an output differs from the twin's by a few ulps. For `a < −88` (`e^−a` past f32's range)
-//! silu gives −0, where the twin gives a value of magnitude below 1e-36. Infinities and NaN
-//! behave as in the twin: `silu(−∞)` and `silu(NaN)` are NaN, `silu(+∞) = +∞`. The portable
+//! `expf` within an ulp, so an output differs from the twin's by a few ulps. For `a < −88`
+//! (`e^−a` past f32's range) silu gives −0, where the twin gives a value of magnitude below
+//! 1e-36. Infinities and NaN behave as in the twin: `silu(−∞)` and `silu(NaN)` are NaN,
+//! `silu(+∞) = +∞`. The portable
 //! loop and its AVX builds run the same operations in the same order (Rust does not contract
 //! `a·b + c` into an FMA), so the result is the same bits on every x86-64 CPU.
 
